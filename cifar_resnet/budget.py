@@ -1,0 +1,142 @@
+"""Parameter and FLOP accounting for a ModelConfig, and the verdict against the 5M budget.
+
+Parameters are counted from the configuration alone (instant, nothing is built), layer by layer
+under the same names the built model gives its modules; tests check the sum against the built
+model's ``sum(p.numel())``. FLOPs come from ``torch.utils.flop_counter`` on a model built on the
+'meta' device, which allocates no memory.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from .config import IMAGE_SIZE, PARAMETER_BUDGET, ModelConfig
+from .model import build_model
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One parameterised layer: where it sits, what kind it is, how many parameters it has."""
+
+    name: str  # module name in the built ResNet, e.g. 'stages.1.0.shortcut.0'
+    group: str  # 'stem', 'stage 1' ... 'stage N', 'head'
+    kind: str  # 'conv', 'shortcut conv', 'batchnorm', 'linear'
+    parameters: int
+
+
+@dataclass(frozen=True)
+class StageSummary:
+    name: str
+    output_shape: tuple[int, int, int]  # (C, H, W) of one image
+    parameters: int
+
+
+@dataclass
+class ParameterReport:
+    """The parameter count of a configuration, by layer, stage and kind, with the budget verdict."""
+
+    config: ModelConfig
+    layers: list[Layer]
+    budget: int = PARAMETER_BUDGET
+    flops: int | None = None  # forward FLOPs per image (a multiply-add counts 2)
+    by_group: dict[str, int] = field(init=False)
+    by_kind: dict[str, int] = field(init=False)
+
+    def __post_init__(self):
+        self.by_group, self.by_kind = defaultdict(int), defaultdict(int)
+        for layer in self.layers:
+            self.by_group[layer.group] += layer.parameters
+            self.by_kind[layer.kind] += layer.parameters
+        self.by_group, self.by_kind = dict(self.by_group), dict(self.by_kind)
+
+    @property
+    def total(self) -> int:
+        return sum(layer.parameters for layer in self.layers)
+
+    @property
+    def fits_budget(self) -> bool:
+        return self.total < self.budget
+
+    @property
+    def stages(self) -> list[StageSummary]:
+        """Stem, each stage and the head with their output shapes and parameter counts."""
+        c = self.config
+        rows = [StageSummary("stem", (c.channels[0], IMAGE_SIZE, IMAGE_SIZE), self.by_group["stem"])]
+        for i, (ch, size) in enumerate(zip(c.channels, c.feature_sizes), start=1):
+            rows.append(StageSummary(f"stage {i}", (ch, size, size), self.by_group[f"stage {i}"]))
+        rows.append(StageSummary("head", (c.num_classes, 1, 1), self.by_group["head"]))
+        return rows
+
+    @property
+    def verdict(self) -> str:
+        if self.fits_budget:
+            return (f"fits the budget: {self.total:,} < {self.budget:,} parameters "
+                    f"({self.budget - self.total:,} to spare)")
+        return (f"OVER the budget: {self.total:,} >= {self.budget:,} parameters "
+                f"({self.total - self.budget + 1:,} too many)")
+
+    def table(self) -> str:
+        """A plain-text table of the stages, the totals by kind and the verdict."""
+        lines = [f"{'part':<9} {'output':>12} {'parameters':>12} {'share':>7}"]
+        for s in self.stages:
+            shape = "x".join(map(str, s.output_shape))
+            lines.append(f"{s.name:<9} {shape:>12} {s.parameters:>12,} {s.parameters / self.total:>7.1%}")
+        lines.append(f"{'total':<9} {'':>12} {self.total:>12,}")
+        lines.append("by kind: " + ", ".join(f"{k} {v:,}" for k, v in self.by_kind.items()))
+        if self.flops is not None:
+            lines.append(f"forward FLOPs per image: {self.flops:,} ({self.flops / 1e6:.1f} MFLOPs)")
+        lines.append(self.verdict)
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        return {"config": self.config.to_dict(), "total": self.total, "budget": self.budget,
+                "fits_budget": self.fits_budget, "flops": self.flops,
+                "by_stage": self.by_group, "by_kind": self.by_kind,
+                "stages": [{"name": s.name, "output_shape": list(s.output_shape),
+                            "parameters": s.parameters} for s in self.stages]}
+
+
+def _conv(cin: int, cout: int, k: int) -> int:
+    return cin * cout * k * k
+
+
+def layer_counts(config: ModelConfig) -> list[Layer]:
+    """Every parameterised layer of the ResNet for ``config``, counted without building it."""
+    c1 = config.channels[0]
+    layers = [Layer("stem.0", "stem", "conv", _conv(3, c1, 3)),
+              Layer("stem.1", "stem", "batchnorm", 2 * c1)]
+    cin = c1
+    for s, (blocks, cout, f, k) in enumerate(
+            zip(config.blocks, config.channels, config.kernel, config.skip_kernel)):
+        group = f"stage {s + 1}"
+        for b in range(blocks):
+            p = f"stages.{s}.{b}."
+            block_in = cin if b == 0 else cout
+            layers += [Layer(p + "conv1", group, "conv", _conv(block_in, cout, f)),
+                       Layer(p + "bn1", group, "batchnorm", 2 * cout),
+                       Layer(p + "conv2", group, "conv", _conv(cout, cout, f)),
+                       Layer(p + "bn2", group, "batchnorm", 2 * cout)]
+            if b == 0 and (s > 0 or block_in != cout):
+                layers += [Layer(p + "shortcut.0", group, "shortcut conv", _conv(block_in, cout, k)),
+                           Layer(p + "shortcut.1", group, "batchnorm", 2 * cout)]
+        cin = cout
+    features = cin * config.pooled_size ** 2
+    layers.append(Layer("fc", "head", "linear", features * config.num_classes + config.num_classes))
+    return layers
+
+
+def count_flops(config: ModelConfig) -> int:
+    """Forward FLOPs for one 3x32x32 image (torch.utils.flop_counter; a multiply-add is 2)."""
+    model = build_model(config, device="meta").eval()
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model(torch.empty(1, 3, IMAGE_SIZE, IMAGE_SIZE, device="meta"))
+    return counter.get_total_flops()
+
+
+def count_parameters(config: ModelConfig, flops: bool = True, budget: int = PARAMETER_BUDGET) -> ParameterReport:
+    """The parameter report for ``config``; ``flops=False`` skips the FLOP count."""
+    return ParameterReport(config, layer_counts(config), budget, count_flops(config) if flops else None)

@@ -1,0 +1,126 @@
+"""Checkpoints: weights plus everything needed to rebuild, normalize and resume, as plain data.
+
+A checkpoint is a dict of tensors, numbers, strings, lists and dicts, so it loads with
+``torch.load(weights_only=True)`` (which runs no code), and it is written atomically.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .config import ModelConfig, TrainConfig
+from .data import Normalization
+from .errors import CifarResnetError
+from .files import atomic_write
+from .model import ResNet, build_model
+
+FORMAT = "cifar_resnet.checkpoint/1"
+
+
+class ArchitectureMismatchError(CifarResnetError):
+    """A checkpoint does not belong to the model configuration it is loaded into."""
+
+
+@dataclass
+class Checkpoint:
+    """The contents of a checkpoint file."""
+
+    model_config: ModelConfig
+    normalization: Normalization
+    state_dict: dict
+    train_config: TrainConfig | None = None
+    epoch: int = 0  # completed epochs
+    step: int = 0  # completed optimizer steps
+    elapsed: float = 0.0  # seconds of training so far
+    history: list[dict] = field(default_factory=list)
+    optimizer_state: dict | None = None
+    scaler_state: dict | None = None
+    finished: bool = False
+
+    def to_dict(self) -> dict:
+        return {"format": FORMAT, "model_config": self.model_config.to_dict(),
+                "normalization": self.normalization.to_dict(), "state_dict": self.state_dict,
+                "train_config": self.train_config.to_dict() if self.train_config else None,
+                "epoch": self.epoch, "step": self.step, "elapsed": self.elapsed,
+                "history": self.history, "optimizer_state": self.optimizer_state,
+                "scaler_state": self.scaler_state, "finished": self.finished}
+
+    def build_model(self, device: torch.device | str | None = None) -> ResNet:
+        """The model of this checkpoint with its weights, in eval mode."""
+        model = build_model(self.model_config, device)
+        model.load_state_dict(self.state_dict)
+        return model.eval()
+
+
+def save_checkpoint(checkpoint: Checkpoint, path: str | os.PathLike) -> Path:
+    """Write ``checkpoint`` atomically: ``path`` is always a complete checkpoint, old or new."""
+    path = Path(path)
+    with atomic_write(path, "wb") as f:
+        torch.save(checkpoint.to_dict(), f)
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
+    """Read a checkpoint written by ``save_checkpoint`` (safely: weights_only=True)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CifarResnetError(f"checkpoint {path} does not exist: train first "
+                               f"(python -m cifar_resnet train --out RUN_DIR) or give the right path")
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CifarResnetError(f"checkpoint {path} could not be loaded safely ({first}); it is damaged or "
+                               f"not a cifar_resnet checkpoint") from None
+    if not isinstance(raw, dict) or raw.get("format") != FORMAT:
+        raise CifarResnetError(f"{path} is not a cifar_resnet checkpoint (format {FORMAT!r} expected); "
+                               f"a bare state_dict lacks the configuration and normalization")
+    try:
+        return Checkpoint(
+            model_config=ModelConfig.from_dict(raw["model_config"]),
+            normalization=Normalization.from_dict(raw["normalization"]),
+            state_dict=raw["state_dict"],
+            train_config=TrainConfig.from_dict(raw["train_config"]) if raw.get("train_config") else None,
+            epoch=raw["epoch"], step=raw["step"], elapsed=raw["elapsed"], history=raw["history"],
+            optimizer_state=raw.get("optimizer_state"), scaler_state=raw.get("scaler_state"),
+            finished=raw.get("finished", False))
+    except (KeyError, TypeError) as e:
+        raise CifarResnetError(f"checkpoint {path} is incomplete (missing or bad entry {e})") from None
+
+
+def config_differences(expected: ModelConfig, found: ModelConfig) -> list[str]:
+    """'field: expected vs found' for each field that differs."""
+    a, b = expected.to_dict(), found.to_dict()
+    return [f"{k}: {a[k]} vs {b[k]}" for k in a if a[k] != b[k]]
+
+
+def check_architecture(checkpoint: Checkpoint, expected: ModelConfig, path: str | os.PathLike = "checkpoint") -> None:
+    """Raise ArchitectureMismatchError listing the fields where the checkpoint's model differs."""
+    differences = config_differences(expected, checkpoint.model_config)
+    if differences:
+        raise ArchitectureMismatchError(
+            f"{path} holds another architecture (expected vs checkpoint: {'; '.join(differences)}): "
+            f"use a checkpoint of this configuration, or the checkpoint's own configuration")
+
+
+def load_model(path: str | os.PathLike, device: torch.device | str | None = None,
+               expected: ModelConfig | None = None) -> tuple[nn.Module, Checkpoint]:
+    """The trained model of a checkpoint (eval mode) and the checkpoint itself.
+
+    With ``expected``, a checkpoint of another architecture is refused with the differences.
+    """
+    checkpoint = load_checkpoint(path)
+    if expected is not None:
+        check_architecture(checkpoint, expected, path)
+    try:
+        model = checkpoint.build_model(device)
+    except RuntimeError as e:
+        raise CifarResnetError(f"checkpoint {path}: its weights do not fit its own configuration "
+                               f"({str(e).splitlines()[0]}); the file was altered") from None
+    return model, checkpoint

@@ -1,0 +1,167 @@
+"""``python -m cifar_resnet {params,train,evaluate,predict}``: the package for long runs outside Jupyter.
+
+User errors print one line on stderr and exit with status 2, without a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+
+from .errors import CifarResnetError
+
+DEFAULT_PRESET = "reference"
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model (a preset, optionally changed by the flags below)")
+    g.add_argument("--preset", help=f"named configuration (default {DEFAULT_PRESET!r}); "
+                                    "see `python -m cifar_resnet params --list`")
+    g.add_argument("--blocks", type=int, nargs="+", metavar="B", help="BasicBlocks per stage, e.g. 3 4 3")
+    g.add_argument("--channels", type=int, nargs="+", metavar="C", help="channels per stage, e.g. 66 132 264")
+    g.add_argument("--kernel", type=int, nargs="+", metavar="F", help="conv kernel size, one or per stage")
+    g.add_argument("--skip-kernel", type=int, nargs="+", metavar="K", help="shortcut kernel size, one or per stage")
+    g.add_argument("--pool", type=int, metavar="P", help="average-pool kernel before the classifier")
+
+
+def model_config_from_args(args):
+    """The ModelConfig named by --preset (default: reference) with any explicit flags applied."""
+    from .config import ModelConfig, get_preset
+
+    base = get_preset(args.preset or DEFAULT_PRESET).model.to_dict()
+    for name in ("kernel", "skip_kernel"):  # a uniform per-stage value survives a change of N
+        if len(set(base[name])) == 1:
+            base[name] = base[name][0]
+    for name in ("blocks", "channels", "kernel", "skip_kernel"):
+        value = getattr(args, name)
+        if value is not None:
+            base[name] = value[0] if name in ("kernel", "skip_kernel") and len(value) == 1 else value
+    if args.pool is not None:
+        base["pool"] = args.pool
+    return ModelConfig(**base)
+
+
+def cmd_params(args) -> None:
+    from .budget import count_parameters
+    from .config import PRESETS
+
+    if args.list:
+        for name, preset in PRESETS.items():
+            report = count_parameters(preset.model, flops=False)
+            print(f"{name:<12} {report.total:>10,}  {preset.description}")
+        return
+    report = count_parameters(model_config_from_args(args))
+    if args.json:
+        print(json.dumps(report.to_dict()))
+    else:
+        print(report.config.code())
+        print(report.table())
+
+
+def cmd_train(args) -> None:
+    from .config import TrainConfig, get_preset
+    from .data import load_cifar10
+    from .train import fit
+
+    model_config = model_config_from_args(args)
+    config = get_preset(args.preset).train if args.preset else TrainConfig()
+    changes = {k: v for k, v in {"epochs": args.epochs, "minutes": args.minutes, "batch_size": args.batch_size,
+                                 "lr": args.lr, "amp": args.amp, "seed": args.seed,
+                                 "randaugment": args.randaugment or None, "compile": args.compile or None,
+                                 }.items() if v is not None}
+    config = dataclasses.replace(config, **changes)
+    data = load_cifar10(args.data, smoke=args.smoke or None, download=args.download)
+    print(data, file=sys.stderr)
+    result = fit(model_config, config, data, args.out, device=args.device, resume=args.resume)
+    last = result.history[-1] if result.history else None
+    if last:
+        print(f"epoch {last['epoch']}: validation accuracy {last['val_acc']:.4f} after "
+              f"{last['elapsed'] / 60:.1f} min; checkpoint {result.checkpoint_path}")
+
+
+def cmd_evaluate(args) -> None:
+    from .checkpoint import load_model
+    from .data import load_cifar10
+    from .evaluate import evaluate
+
+    model, ckpt = load_model(args.checkpoint, args.device)
+    data = load_cifar10(args.data, smoke=args.smoke or None)
+    result = evaluate(model, data.test_images, data.test_labels, ckpt.normalization, tta=args.tta)
+    if args.json:
+        print(json.dumps({**result.to_dict(), "checkpoint": str(args.checkpoint), "data": data.source,
+                          "synthetic": data.synthetic, "tta": args.tta}))
+    else:
+        print(f"{data}\naccuracy {result.accuracy:.4f} on {len(data.test_labels):,} test images"
+              f"{' (flip TTA)' if args.tta else ''}")
+        for name, acc in result.per_class.items():
+            print(f"  {name:<11} {acc:.4f}")
+
+
+def cmd_predict(args) -> None:
+    from .kaggle import predict_submission
+
+    path = predict_submission(args.checkpoint, args.pkl, args.out, tta=args.tta,
+                              columns=tuple(args.columns), device=args.device)
+    print(f"wrote and validated {path}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m cifar_resnet", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("params", help="parameter table, FLOPs and the 5M budget verdict")
+    _add_model_args(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object (total, fits_budget, flops, ...)")
+    p.add_argument("--list", action="store_true", help="list the presets and their sizes")
+    p.set_defaults(run=cmd_params)
+
+    p = sub.add_parser("train", help="train a model, checkpointing every epoch")
+    _add_model_args(p)
+    p.add_argument("--data", help="folder holding cifar-10-batches-py (default $CIFAR_RESNET_DATA or ./data)")
+    p.add_argument("--out", required=True, help="run folder for checkpoint.pt, history.json, history.csv")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--minutes", type=float, help="train for this long; the LR schedule fits the time")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float, help="peak learning rate")
+    p.add_argument("--amp", choices=["auto", "bf16", "fp16", "off"])
+    p.add_argument("--randaugment", action="store_true", help="add torchvision's RandAugment (slower)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--smoke", action="store_true", help="tiny subset (or synthetic data when none is found)")
+    p.add_argument("--download", action="store_true", help="download CIFAR-10 if it is not found")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    p.set_defaults(run=cmd_train)
+
+    p = sub.add_parser("evaluate", help="accuracy of a checkpoint on the test batch")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--data", help="folder holding cifar-10-batches-py")
+    p.add_argument("--tta", action="store_true", help="average with the mirrored images")
+    p.add_argument("--smoke", action="store_true")
+    p.add_argument("--json", action="store_true", help="print one JSON object (accuracy, per_class, ...)")
+    p.add_argument("--device")
+    p.set_defaults(run=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="write and validate a Kaggle submission.csv")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--pkl", required=True, help="the unlabeled test pickle")
+    p.add_argument("--out", default="submission.csv")
+    p.add_argument("--tta", action="store_true")
+    p.add_argument("--columns", nargs=2, default=["ID", "Labels"], metavar=("ID", "LABEL"))
+    p.add_argument("--device")
+    p.set_defaults(run=cmd_predict)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.run(args)
+    except CifarResnetError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; `train --resume` continues from the last checkpoint", file=sys.stderr)
+        return 130
+    return 0

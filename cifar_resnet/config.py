@@ -1,0 +1,229 @@
+"""Configurations as plain data: the model (N, B_i, C_i, F_i, K_i, P), the training run, presets.
+
+Both dataclasses round-trip through JSON (``to_dict`` / ``from_dict``), so they travel inside
+checkpoints and run folders and nothing downstream has to guess how a model was built.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import CifarResnetError
+
+IMAGE_SIZE = 32
+PARAMETER_BUDGET = 5_000_000
+
+
+class ConfigurationError(CifarResnetError, ValueError):
+    """A configuration value is impossible; the message names the value."""
+
+
+def _per_stage(name: str, value, stages: int) -> tuple[int, ...]:
+    """Broadcast an int to every stage, or check that a sequence has one value per stage."""
+    if isinstance(value, int):
+        return (value,) * stages
+    value = tuple(value)
+    if len(value) != stages:
+        raise ConfigurationError(
+            f"{name} has {len(value)} values {value} but there are {stages} stages "
+            f"(one per entry of blocks): give one value per stage or a single int")
+    return value
+
+
+def _check_ints(name: str, values: tuple, minimum: int) -> None:
+    for i, v in enumerate(values, start=1):
+        if not isinstance(v, int) or isinstance(v, bool) or v < minimum:
+            raise ConfigurationError(f"{name}[stage {i}] = {v!r}: must be an integer >= {minimum}")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """A ResNet of BasicBlocks for 32x32 images, in the course's letters.
+
+    blocks:      B_i, BasicBlocks in stage i (the number of stages N is ``len(blocks)``)
+    channels:    C_i, output channels of stage i
+    kernel:      F_i, kernel size of the 3x3-style convolutions in stage i (odd)
+    skip_kernel: K_i, kernel size of the projection shortcut entering stage i (odd)
+    pool:        P, kernel (and stride) of the average pool before the classifier
+    An int for ``kernel`` or ``skip_kernel`` applies to every stage.
+    """
+
+    blocks: tuple[int, ...] = (3, 4, 3)
+    channels: tuple[int, ...] = (66, 132, 264)
+    kernel: tuple[int, ...] | int = 3
+    skip_kernel: tuple[int, ...] | int = 1
+    pool: int = 8
+    num_classes: int = 10
+
+    def __post_init__(self):
+        blocks, channels = tuple(self.blocks), tuple(self.channels)
+        if not blocks:
+            raise ConfigurationError("blocks is empty: a ResNet needs at least one stage")
+        stages = len(blocks)
+        set_ = object.__setattr__  # frozen dataclass: normalise once, here
+        set_(self, "blocks", blocks)
+        set_(self, "channels", _per_stage("channels", channels, stages))
+        set_(self, "kernel", _per_stage("kernel", self.kernel, stages))
+        set_(self, "skip_kernel", _per_stage("skip_kernel", self.skip_kernel, stages))
+        self._validate()
+
+    def _validate(self) -> None:
+        _check_ints("blocks", self.blocks, 1)
+        _check_ints("channels", self.channels, 1)
+        _check_ints("kernel", self.kernel, 1)
+        _check_ints("skip_kernel", self.skip_kernel, 1)
+        for name in ("kernel", "skip_kernel"):
+            for i, k in enumerate(getattr(self, name), start=1):
+                if k % 2 == 0:
+                    raise ConfigurationError(
+                        f"{name}[stage {i}] = {k}: must be odd, so that 'same' padding keeps "
+                        f"the feature map's size")
+        size = IMAGE_SIZE
+        for i in range(2, self.stages + 1):
+            if size < 2:
+                raise ConfigurationError(
+                    f"stage {i} would halve a {size}x{size} feature map, which vanishes: "
+                    f"use at most {i - 1} stages")
+            size = (size + 1) // 2
+        if not isinstance(self.pool, int) or isinstance(self.pool, bool) or self.pool < 1:
+            raise ConfigurationError(f"pool = {self.pool!r}: must be an integer >= 1")
+        if self.pool > size:
+            raise ConfigurationError(
+                f"pool = {self.pool} is larger than the last feature map ({size}x{size} after "
+                f"{self.stages} stages): use pool <= {size}")
+        if not isinstance(self.num_classes, int) or self.num_classes < 1:
+            raise ConfigurationError(f"num_classes = {self.num_classes!r}: must be an integer >= 1")
+
+    @property
+    def stages(self) -> int:
+        """N, the number of residual stages."""
+        return len(self.blocks)
+
+    @property
+    def feature_sizes(self) -> tuple[int, ...]:
+        """Side of each stage's output map: 32 for stage 1, halved (rounding up) after."""
+        sizes, size = [], IMAGE_SIZE
+        for i in range(self.stages):
+            if i > 0:
+                size = (size + 1) // 2
+            sizes.append(size)
+        return tuple(sizes)
+
+    @property
+    def pooled_size(self) -> int:
+        """Side of the map after the average pool of kernel and stride P."""
+        return self.feature_sizes[-1] // self.pool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
+        return _from_dict(cls, data)
+
+    def code(self) -> str:
+        """The Python line that builds this configuration."""
+        def short(v):
+            return v[0] if len(set(v)) == 1 else v
+        return (f"ModelConfig(blocks={self.blocks}, channels={self.channels}, "
+                f"kernel={short(self.kernel)}, skip_kernel={short(self.skip_kernel)}, "
+                f"pool={self.pool})")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides a training run, in one visible place.
+
+    ``minutes``, when set, replaces ``epochs``: the run trains for that long and the warmup and
+    decay of the learning rate are laid out over that time.
+    ``amp`` is 'auto' (bf16 autocast on CUDA, and on CPUs with native bf16), 'bf16', 'fp16'
+    (CUDA only) or 'off'. ``val_size`` None holds out 10% of the training images.
+    """
+
+    epochs: int = 30
+    minutes: float | None = None
+    batch_size: int = 256
+    lr: float = 0.2
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    label_smoothing: float = 0.1
+    warmup: float = 0.05
+    crop_padding: int = 4
+    flip: bool = True
+    erasing: float = 0.5
+    randaugment: bool = False
+    val_size: int | None = None
+    amp: str = "auto"
+    channels_last: bool = True
+    compile: bool = False
+    seed: int = 0
+    eval_batch_size: int = 1024
+
+    def __post_init__(self):
+        if self.minutes is None and self.epochs < 1:
+            raise ConfigurationError(f"epochs = {self.epochs}: must be >= 1")
+        if self.minutes is not None and self.minutes <= 0:
+            raise ConfigurationError(f"minutes = {self.minutes}: must be > 0")
+        if self.batch_size < 1:
+            raise ConfigurationError(f"batch_size = {self.batch_size}: must be >= 1")
+        if not 0 <= self.warmup < 1:
+            raise ConfigurationError(f"warmup = {self.warmup}: a fraction of training in [0, 1)")
+        if not 0 <= self.erasing <= 1:
+            raise ConfigurationError(f"erasing = {self.erasing}: a probability in [0, 1]")
+        if self.amp not in ("auto", "bf16", "fp16", "off"):
+            raise ConfigurationError(f"amp = {self.amp!r}: use 'auto', 'bf16', 'fp16' or 'off'")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        return _from_dict(cls, data)
+
+
+def _plain(value):
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _from_dict(cls, data: dict[str, Any]):
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigurationError(f"unknown {cls.__name__} fields {unknown}; known: {sorted(known)}")
+    return cls(**data)
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named model with the training recipe it was designed for."""
+
+    model: ModelConfig
+    description: str
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+PRESETS: dict[str, Preset] = {
+    "reference": Preset(
+        ModelConfig(blocks=(3, 4, 3), channels=(66, 132, 264), kernel=3, skip_kernel=1, pool=8),
+        "the 3-stage ResNet of the reference course project (4,916,284 parameters, 95.56% reported)"),
+    "four-stage": Preset(
+        ModelConfig(blocks=(2, 2, 2, 2), channels=(48, 96, 192, 288), kernel=3, skip_kernel=1, pool=4),
+        "a ResNet-18-shaped 4-stage network, narrowed to fit the budget"),
+    "small": Preset(
+        ModelConfig(blocks=(1, 1, 1), channels=(32, 64, 128), kernel=3, skip_kernel=1, pool=8),
+        "a small fast 3-stage network for quick experiments",
+        TrainConfig(epochs=15, batch_size=256, lr=0.2)),
+    "tiny": Preset(
+        ModelConfig(blocks=(1, 1, 1), channels=(16, 32, 64), kernel=3, skip_kernel=1, pool=8),
+        "a minute-scale network for smoke runs and tests on the CPU",
+        TrainConfig(epochs=2, batch_size=64, lr=0.1, erasing=0.0)),
+}
+
+
+def get_preset(name: str) -> Preset:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ConfigurationError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}") from None

@@ -1,0 +1,47 @@
+"""Which device to run on and which autocast precision to use: one code path for CPU and CUDA."""
+from __future__ import annotations
+
+import torch
+
+from .errors import CifarResnetError
+
+
+def select_device(device: torch.device | str | None = None) -> torch.device:
+    """``device`` if given (checked), else CUDA when available, else the CPU."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise CifarResnetError("device 'cuda' was asked for but no CUDA GPU is visible: use --device cpu, "
+                               "or on Colab choose Runtime > Change runtime type > GPU")
+    return device
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX), where bf16 autocast pays off."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for ``amp`` ('auto', 'bf16', 'fp16', 'off') on ``device``; None = float32."""
+    if amp == "off":
+        return None
+    if amp == "fp16":
+        if device.type != "cuda":
+            raise CifarResnetError("amp='fp16' needs a CUDA GPU; use 'bf16', 'auto' or 'off' on the CPU")
+        return torch.float16
+    if amp == "bf16":
+        return torch.bfloat16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if device.type == "cpu" and cpu_has_bf16() else None
+
+
+def device_description(device: torch.device) -> str:
+    """A short human description: the GPU's name, or the CPU and its thread count."""
+    if device.type == "cuda":
+        return f"CUDA GPU: {torch.cuda.get_device_name(device)}"
+    return f"CPU ({torch.get_num_threads()} threads, bf16 {'native' if cpu_has_bf16() else 'emulated'})"

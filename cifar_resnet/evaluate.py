@@ -1,0 +1,87 @@
+"""Batched predictions and their scores: accuracy, per-class accuracy, confusion matrix.
+
+``predict_logits`` is the one inference routine: validation during training, ``evaluate`` and the
+Kaggle submission all call it, so they normalize and batch images identically.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from .data import CLASSES, Normalization
+from .device import autocast_dtype, select_device
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, images: Tensor, normalization: Normalization, *,
+                   batch_size: int = 1024, tta: bool = False, amp: str = "auto",
+                   device: torch.device | str | None = None) -> Tensor:
+    """Logits (N, classes) in float32 on the CPU for uint8 images (N, 3, 32, 32).
+
+    Images move to the model's device one batch at a time, so memory stays at one batch.
+    ``tta`` averages the logits of each image and its mirror image.
+    """
+    device = select_device(device) if device is not None else next(model.parameters()).device
+    dtype = autocast_dtype(amp, device)
+    was_training = model.training
+    model.eval()
+    outputs = []
+    for start in range(0, len(images), batch_size):
+        x = normalization(images[start:start + batch_size].to(device, non_blocking=True))
+        x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            logits = model(x).float()
+            if tta:
+                logits = (logits + model(x.flip(3)).float()) / 2
+        outputs.append(logits.cpu())
+    model.train(was_training)
+    return torch.cat(outputs) if outputs else torch.empty(0, 0)
+
+
+@dataclass
+class Evaluation:
+    """Scores of one model on labelled images."""
+
+    accuracy: float
+    per_class: dict[str, float]
+    confusion: Tensor  # (classes, classes): row = true class, column = predicted class
+    predictions: Tensor  # (N,) predicted labels
+    probabilities: Tensor  # (N, classes) softmax probabilities
+    labels: Tensor  # (N,) true labels
+
+    def to_dict(self) -> dict:
+        return {"accuracy": self.accuracy, "per_class": self.per_class,
+                "confusion": self.confusion.tolist(), "images": len(self.labels)}
+
+    def most_confident_mistakes(self, k: int = 16) -> Tensor:
+        """Indices of the ``k`` wrong predictions made with the highest probability."""
+        wrong = torch.nonzero(self.predictions != self.labels).flatten()
+        confidence = self.probabilities[wrong, self.predictions[wrong]]
+        return wrong[torch.argsort(confidence, descending=True)[:k]]
+
+
+def confusion_matrix(labels: Tensor, predictions: Tensor, classes: int = len(CLASSES)) -> Tensor:
+    """Counts (classes, classes) of (true, predicted) pairs."""
+    return torch.bincount(labels * classes + predictions, minlength=classes * classes).view(classes, classes)
+
+
+def score(logits: Tensor, labels: Tensor, classes: tuple[str, ...] = CLASSES) -> Evaluation:
+    """Turn logits and true labels into an Evaluation."""
+    probabilities = logits.softmax(dim=1)
+    predictions = probabilities.argmax(dim=1)
+    confusion = confusion_matrix(labels, predictions, len(classes))
+    counts, hits = confusion.sum(dim=1).tolist(), confusion.diagonal().tolist()
+    per_class = {c: hits[i] / counts[i] if counts[i] else float("nan") for i, c in enumerate(classes)}
+    accuracy = sum(hits) / len(labels) if len(labels) else float("nan")
+    return Evaluation(accuracy, per_class, confusion, predictions, probabilities, labels)
+
+
+def evaluate(model: nn.Module, images: Tensor, labels: Tensor, normalization: Normalization, *,
+             tta: bool = False, batch_size: int = 1024, amp: str = "auto",
+             device: torch.device | str | None = None) -> Evaluation:
+    """Accuracy, per-class accuracy, confusion matrix and predictions of ``model`` on the images."""
+    logits = predict_logits(model, images, normalization, batch_size=batch_size, tta=tta, amp=amp, device=device)
+    return score(logits, labels.cpu())
+

@@ -1,0 +1,84 @@
+"""The ResNet of BasicBlocks described by a ModelConfig (after torchvision's models/resnet.py)."""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from .config import ModelConfig
+
+
+def conv(in_channels: int, out_channels: int, kernel: int, stride: int = 1) -> nn.Conv2d:
+    """A bias-free convolution with 'same' padding (the map shrinks only by the stride)."""
+    return nn.Conv2d(in_channels, out_channels, kernel, stride=stride, padding=kernel // 2, bias=False)
+
+
+class BasicBlock(nn.Module):
+    """conv(F) - BN - ReLU - conv(F) - BN, plus the shortcut, then ReLU.
+
+    The shortcut is the identity when the shape is unchanged, otherwise conv(K, stride) - BN.
+    Input (B, in_channels, H, W) -> output (B, out_channels, ceil(H / stride), ceil(W / stride)).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel: int = 3,
+                 skip_kernel: int = 1, stride: int = 1):
+        super().__init__()
+        self.conv1 = conv(in_channels, out_channels, kernel, stride)
+        self.bn1 = nn.BatchNorm2d(out_channels)
+        self.conv2 = conv(out_channels, out_channels, kernel)
+        self.bn2 = nn.BatchNorm2d(out_channels)
+        self.relu = nn.ReLU(inplace=True)
+        self.shortcut = nn.Identity()
+        if stride != 1 or in_channels != out_channels:
+            self.shortcut = nn.Sequential(conv(in_channels, out_channels, skip_kernel, stride),
+                                          nn.BatchNorm2d(out_channels))
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + self.shortcut(x))
+
+
+class ResNet(nn.Module):
+    """Stem conv3x3 - BN - ReLU, N stages of BasicBlocks, AvgPool(P), Linear.
+
+    Stage 1 keeps 32x32; each later stage halves the map in its first block.
+    Input (B, 3, 32, 32) normalized floats -> logits (B, num_classes).
+    """
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        c1 = config.channels[0]
+        self.stem = nn.Sequential(conv(3, c1, 3), nn.BatchNorm2d(c1), nn.ReLU(inplace=True))
+        stages, in_channels = [], c1
+        for i, (blocks, out_channels, kernel, skip) in enumerate(
+                zip(config.blocks, config.channels, config.kernel, config.skip_kernel)):
+            stages.append(self._make_stage(in_channels, out_channels, blocks, kernel, skip,
+                                           stride=1 if i == 0 else 2))
+            in_channels = out_channels
+        self.stages = nn.Sequential(*stages)
+        self.pool = nn.AvgPool2d(config.pool)
+        self.flatten = nn.Flatten()
+        self.fc = nn.Linear(in_channels * config.pooled_size ** 2, config.num_classes)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        for m in self.modules():
+            if isinstance(m, BasicBlock):  # each residual branch starts as (almost) nothing
+                nn.init.zeros_(m.bn2.weight)
+
+    @staticmethod
+    def _make_stage(in_channels, out_channels, blocks, kernel, skip_kernel, stride) -> nn.Sequential:
+        layers = [BasicBlock(in_channels, out_channels, kernel, skip_kernel, stride)]
+        layers += [BasicBlock(out_channels, out_channels, kernel, skip_kernel) for _ in range(blocks - 1)]
+        return nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.stages(self.stem(x))
+        return self.fc(self.flatten(self.pool(x)))
+
+
+def build_model(config: ModelConfig, device: torch.device | str | None = None) -> ResNet:
+    """A freshly initialised ResNet for ``config`` (on ``device``; 'meta' allocates nothing)."""
+    with torch.device(device or "cpu"):
+        return ResNet(config)
