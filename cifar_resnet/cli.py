@@ -62,8 +62,10 @@ def cmd_params(args) -> None:
 def cmd_train(args) -> None:
     from .config import TrainConfig, get_preset
     from .data import load_cifar10
+    from .device import select_device
     from .train import fit
 
+    device = select_device(args.device)
     model_config = model_config_from_args(args)
     config = get_preset(args.preset).train if args.preset else TrainConfig()
     changes = {k: v for k, v in {"epochs": args.epochs, "minutes": args.minutes, "batch_size": args.batch_size,
@@ -73,7 +75,7 @@ def cmd_train(args) -> None:
     config = dataclasses.replace(config, **changes)
     data = load_cifar10(args.data, smoke=args.smoke or None, download=args.download)
     print(data, file=sys.stderr)
-    result = fit(model_config, config, data, args.out, device=args.device, resume=args.resume)
+    result = fit(model_config, config, data, args.out, device=device, resume=args.resume)
     last = result.history[-1] if result.history else None
     if last:
         print(f"epoch {last['epoch']}: validation accuracy {last['val_acc']:.4f} after "

@@ -6,6 +6,7 @@ numpy arrays; this unpickler admits exactly those and refuses everything else.
 """
 from __future__ import annotations
 
+import importlib
 import pickle
 from pathlib import Path
 
@@ -13,8 +14,10 @@ import numpy as np
 
 from .errors import CifarResnetError
 
-# (module, name) pairs that numpy arrays and dtypes pickle into, across numpy 1.x and 2.x.
+# (module, name) pairs that numpy arrays and dtypes pickle into, across numpy 1.x and 2.x, and
+# the text codec that protocol-2 pickles of bytes use. None of them can touch files or run code.
 _ALLOWED = {
+    ("_codecs", "encode"),
     ("numpy", "ndarray"),
     ("numpy", "dtype"),
     ("numpy._core.multiarray", "_reconstruct"),
@@ -28,7 +31,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
         canonical = module.replace("numpy.core", "numpy._core", 1) if module.startswith("numpy.core") else module
         if (canonical, name) not in _ALLOWED:
             raise pickle.UnpicklingError(f"it asks to load '{module}.{name}', which a data file never needs")
-        owner = np if canonical == "numpy" else __import__(canonical, fromlist=[name])
+        owner = np if canonical == "numpy" else importlib.import_module(canonical)
         return getattr(owner, name)
 
 

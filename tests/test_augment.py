@@ -1,0 +1,67 @@
+import pytest
+import torch
+
+from cifar_resnet.augment import augment, cutout, rand_augment, random_crop, random_erasing, random_flip
+
+
+@pytest.fixture
+def images():
+    return torch.randint(1, 256, (64, 3, 32, 32), dtype=torch.uint8)
+
+
+def gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+def test_crop_cuts_a_shifted_window_of_the_zero_padded_image(images):
+    out = random_crop(images, padding=4, generator=gen())
+    assert out.shape == images.shape and out.dtype == torch.uint8
+    padded = torch.nn.functional.pad(images, (4, 4, 4, 4))
+    for i in range(len(images)):
+        windows = [padded[i, :, dy:dy + 32, dx:dx + 32] for dy in range(9) for dx in range(9)]
+        assert any(torch.equal(out[i], w) for w in windows)
+    assert torch.equal(random_crop(images, padding=0), images)
+    assert not torch.equal(out, images)
+
+
+def test_flip_mirrors_about_half_of_the_images(images):
+    out = random_flip(images, generator=gen())
+    flipped = [torch.equal(o, i.flip(2)) for o, i in zip(out, images)]
+    kept = [torch.equal(o, i) for o, i in zip(out, images)]
+    assert all(f or k for f, k in zip(flipped, kept))
+    assert 16 < sum(flipped) < 48
+    assert torch.equal(random_flip(images, p=1.0), images.flip(3))
+
+
+def test_erasing_fills_one_rectangle_with_the_fill_value(images):
+    out = random_erasing(images, p=1.0, fill=(0, 0, 0), generator=gen())
+    for o, i in zip(out, images):
+        erased = (o == 0).all(0)
+        rows, cols = torch.nonzero(erased, as_tuple=True)
+        assert len(rows) > 0
+        box = erased[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+        assert box.all()  # one solid rectangle
+        assert 0.02 * 1024 * 0.5 <= len(rows) <= 0.33 * 1024 * 1.5
+        assert torch.equal(o[:, ~erased], i[:, ~erased])
+    assert torch.equal(random_erasing(images, p=0.0), images)
+
+
+def test_cutout_blanks_at_most_a_size_by_size_square(images):
+    out = cutout(images, size=8, fill=0, generator=gen())
+    blanked = (out == 0).all(1).sum(dim=(1, 2))
+    assert (blanked <= 64).all() and (blanked >= 16).all()
+
+
+def test_augmentations_are_reproducible_and_device_agnostic(images):
+    a = augment(images, generator=gen(3))
+    b = augment(images, generator=gen(3))
+    assert torch.equal(a, b)
+    assert not torch.equal(a, augment(images, generator=gen(4)))
+
+
+def test_rand_augment_keeps_shape_and_dtype(images):
+    torch.manual_seed(0)
+    out = rand_augment(images[:8])
+    assert out.shape == (8, 3, 32, 32) and out.dtype == torch.uint8
+    assert not torch.equal(out, images[:8])
+    assert augment(images[:8], randaugment=True, generator=gen()).shape == (8, 3, 32, 32)

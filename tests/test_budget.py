@@ -1,0 +1,97 @@
+import random
+
+import pytest
+
+from cifar_resnet.budget import count_flops, count_parameters, layer_counts
+from cifar_resnet.config import PARAMETER_BUDGET, PRESETS, ModelConfig
+from cifar_resnet.model import build_model
+
+
+def random_config(rng: random.Random) -> ModelConfig:
+    n = rng.randint(1, 5)
+    sizes = [32 >> i for i in range(n)]
+    return ModelConfig(blocks=[rng.randint(1, 4) for _ in range(n)],
+                       channels=[rng.randint(1, 96) for _ in range(n)],
+                       kernel=[rng.choice([1, 3, 5, 7]) for _ in range(n)],
+                       skip_kernel=[rng.choice([1, 3]) for _ in range(n)],
+                       pool=rng.randint(1, sizes[-1]), num_classes=rng.choice([10, 100]))
+
+
+def built_counts(config):
+    model = build_model(config, device="meta")
+    return {name: sum(p.numel() for p in module.parameters(recurse=False))
+            for name, module in model.named_modules() if any(True for _ in module.parameters(recurse=False))}
+
+
+def test_reference_preset_has_exactly_4916284_parameters():
+    report = count_parameters(PRESETS["reference"].model)
+    assert report.total == 4_916_284
+    assert sum(p.numel() for p in build_model(PRESETS["reference"].model).parameters()) == 4_916_284
+    assert report.fits_budget and "83,716 to spare" in report.verdict
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_counting_from_the_config_matches_the_built_model_layer_by_layer(seed):
+    config = random_config(random.Random(seed))
+    counted = {layer.name: layer.parameters for layer in layer_counts(config)}
+    assert counted == built_counts(config)
+
+
+def test_every_preset_fits_the_budget_and_groups_add_up():
+    for name, preset in PRESETS.items():
+        report = count_parameters(preset.model, flops=False)
+        assert report.fits_budget, name
+        assert sum(report.by_group.values()) == sum(report.by_kind.values()) == report.total
+        assert sum(s.parameters for s in report.stages) == report.total
+
+
+def test_over_budget_verdict():
+    report = count_parameters(ModelConfig(blocks=(2, 2, 2, 2), channels=(64, 128, 256, 512), pool=4), flops=False)
+    assert report.total == 11_173_962  # ResNet-18 for CIFAR-10
+    assert not report.fits_budget and report.verdict.startswith("OVER the budget")
+    assert "OVER the budget" in report.table()
+
+
+def analytic_flops(config: ModelConfig) -> int:
+    """2 x multiply-adds of every conv and the linear layer (what flop_counter counts)."""
+    total, cin, size = 2 * 3 * config.channels[0] * 9 * 32 * 32, config.channels[0], 32
+    for s, (b, c, f, k) in enumerate(zip(config.blocks, config.channels, config.kernel, config.skip_kernel)):
+        out = size if s == 0 else (size + 1) // 2
+        for i in range(b):
+            block_in = cin if i == 0 else c
+            total += 2 * block_in * c * f * f * out * out + 2 * c * c * f * f * out * out
+            if i == 0 and (s > 0 or block_in != c):
+                total += 2 * block_in * c * k * k * out * out
+        cin, size = c, out
+    return total + 2 * cin * config.pooled_size ** 2 * config.num_classes
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_flops_from_flop_counter_match_the_analytic_count(seed):
+    config = random_config(random.Random(seed))
+    assert count_flops(config) == analytic_flops(config)
+
+
+def test_flops_of_the_reference_model():
+    assert count_flops(PRESETS["reference"].model) == 1_538_081_952
+
+
+def test_report_as_json_and_table():
+    report = count_parameters(PRESETS["reference"].model)
+    d = report.to_dict()
+    assert d["total"] == 4_916_284 and d["fits_budget"] is True and d["flops"] == 1_538_081_952
+    assert d["budget"] == PARAMETER_BUDGET
+    assert [s["output_shape"] for s in d["stages"]] == [[66, 32, 32], [66, 32, 32], [132, 16, 16], [264, 8, 8], [10, 1, 1]]
+    assert "stage 3        264x8x8    3,488,496" in report.table()
+
+
+def test_counting_needs_no_model():
+    """A 4.9M-parameter count allocates nothing: it works with the model builder broken."""
+    import cifar_resnet.budget as budget
+
+    original = budget.build_model
+    budget.build_model = None
+    try:
+        assert budget.count_parameters(PRESETS["reference"].model, flops=False).total == 4_916_284
+    finally:
+        budget.build_model = original

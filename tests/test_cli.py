@@ -1,0 +1,89 @@
+import json
+import pickle
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from cifar_resnet.cli import build_parser, main
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_params_json_reports_the_reference_model(capsys):
+    code, out, _ = run(capsys, "params", "--preset", "reference", "--json")
+    report = json.loads(out)
+    assert code == 0 and report["total"] == 4_916_284 and report["fits_budget"] is True
+    assert report["flops"] == 1_538_081_952
+
+
+def test_params_flags_describe_a_configuration(capsys):
+    code, out, _ = run(capsys, "params", "--blocks", "3", "4", "3", "--channels", "66", "132", "264",
+                       "--kernel", "3", "--skip-kernel", "1", "--pool", "8", "--json")
+    assert code == 0 and json.loads(out)["total"] == 4_916_284
+    code, out, _ = run(capsys, "params", "--preset", "reference", "--blocks", "2", "2", "2", "2",
+                       "--channels", "64", "128", "256", "512", "--pool", "4")
+    assert code == 0 and "OVER the budget: 11,173,962" in out and "stage 4" in out
+    code, out, _ = run(capsys, "params", "--list")
+    assert "reference" in out and "4,916,284" in out
+
+
+def test_every_subcommand_has_help(capsys):
+    for command in ("params", "train", "evaluate", "predict"):
+        with pytest.raises(SystemExit) as info:
+            main([command, "--help"])
+        assert info.value.code == 0
+        assert "usage: python -m cifar_resnet " + command in capsys.readouterr().out
+    assert {"params", "train", "evaluate", "predict"} <= set(build_parser()._subparsers._group_actions[0].choices)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["params", "--blocks", "1", "1", "--channels", "8"], "channels has 1 values"),
+    (["params", "--preset", "huge"], "unknown preset 'huge'"),
+    (["evaluate", "--checkpoint", "missing.pt"], "checkpoint missing.pt does not exist"),
+    (["train", "--data", "empty", "--out", "run", "--smoke", "--device", "cuda:7"], "no CUDA GPU|cuda"),
+])
+def test_user_errors_exit_2_with_one_line(capsys, tmp_path, monkeypatch, argv, message):
+    monkeypatch.chdir(tmp_path)
+    if "cuda:7" in argv and __import__("torch").cuda.is_available():
+        pytest.skip("a GPU is present")
+    code, out, err = run(capsys, *argv)
+    assert code == 2 and err.startswith("error: ") and len(err.strip().splitlines()) == 1
+    assert __import__("re").search(message, err)
+
+
+def test_no_traceback_reaches_the_terminal(tmp_path):
+    bad = tmp_path / "test.pkl"
+    bad.write_bytes(b"\x80\x04truncated")
+    ckpt = tmp_path / "c.pt"
+    ckpt.write_bytes(b"")
+    proc = subprocess.run([sys.executable, "-m", "cifar_resnet", "predict", "--checkpoint", str(ckpt),
+                           "--pkl", str(bad)], capture_output=True, text=True)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith(f"error: checkpoint {ckpt} could not be loaded safely")
+
+
+def test_train_evaluate_predict_from_the_command_line(capsys, tmp_path, smoke_data):
+    run_dir = tmp_path / "run"
+    code, _, err = run(capsys, "train", "--preset", "tiny", "--out", str(run_dir), "--smoke", "--epochs", "2")
+    assert code == 0, err
+    assert {p.name for p in run_dir.iterdir()} >= {"checkpoint.pt", "history.json", "history.csv"}
+    code, out, _ = run(capsys, "evaluate", "--checkpoint", str(run_dir / "checkpoint.pt"), "--smoke", "--json")
+    report = json.loads(out)
+    assert code == 0 and 0 <= report["accuracy"] <= 1 and len(report["per_class"]) == 10
+    assert report["synthetic"] == smoke_data.synthetic
+    with open(tmp_path / "test.pkl", "wb") as f:
+        pickle.dump({b"data": smoke_data.test_images[:30].permute(0, 2, 3, 1).numpy(),
+                     b"ids": np.arange(30)}, f)
+    code, out, _ = run(capsys, "predict", "--checkpoint", str(run_dir / "checkpoint.pt"),
+                       "--pkl", str(tmp_path / "test.pkl"), "--out", str(tmp_path / "submission.csv"), "--tta")
+    assert code == 0 and "validated" in out
+    assert len((tmp_path / "submission.csv").read_text().splitlines()) == 31
+    code, _, err = run(capsys, "train", "--preset", "tiny", "--out", str(run_dir), "--smoke", "--epochs", "3",
+                       "--resume")
+    assert code == 2 and "epochs: 2 vs 3" in err

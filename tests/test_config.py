@@ -1,0 +1,64 @@
+import json
+
+import pytest
+
+from cifar_resnet.config import PRESETS, ConfigurationError, ModelConfig, TrainConfig, get_preset
+from cifar_resnet.errors import CifarResnetError
+
+
+def test_reference_preset_is_the_course_model():
+    c = get_preset("reference").model
+    assert (c.blocks, c.channels, c.kernel, c.skip_kernel, c.pool) == ((3, 4, 3), (66, 132, 264), (3, 3, 3), (1, 1, 1), 8)
+    assert c.feature_sizes == (32, 16, 8) and c.pooled_size == 1
+
+
+def test_int_kernels_broadcast_to_every_stage():
+    c = ModelConfig(blocks=(1, 1, 1, 1), channels=(8, 16, 32, 64), kernel=5, skip_kernel=3, pool=4)
+    assert c.kernel == (5, 5, 5, 5) and c.skip_kernel == (3, 3, 3, 3) and c.stages == 4
+
+
+@pytest.mark.parametrize("kwargs, names", [
+    (dict(blocks=(1, 1), channels=(8, 0)), "channels[stage 2] = 0"),
+    (dict(blocks=(1, 0), channels=(8, 8)), "blocks[stage 2] = 0"),
+    (dict(blocks=(1, 1), channels=(8, 8, 8)), "channels has 3 values"),
+    (dict(blocks=(1, 1), channels=(8, 8), kernel=(3,)), "kernel has 1 values"),
+    (dict(blocks=(1, 1), channels=(8, 8), kernel=4), "kernel[stage 1] = 4: must be odd"),
+    (dict(blocks=(1, 1), channels=(8, 8), skip_kernel=(1, 2)), "skip_kernel[stage 2] = 2"),
+    (dict(blocks=(1, 1, 1), channels=(8, 8, 8), pool=16), "pool = 16 is larger than the last feature map (8x8"),
+    (dict(blocks=(1,) * 7, channels=(8,) * 7, pool=1), "stage 7 would halve a 1x1 feature map"),
+    (dict(blocks=(), channels=()), "blocks is empty"),
+    (dict(blocks=(1,), channels=(8,), pool=0), "pool = 0"),
+])
+def test_invalid_configurations_name_the_wrong_value(kwargs, names):
+    with pytest.raises(ValueError) as info:
+        ModelConfig(**kwargs)
+    assert names in str(info.value)
+    assert isinstance(info.value, CifarResnetError)
+
+
+def test_configs_round_trip_through_json():
+    for preset in PRESETS.values():
+        model = ModelConfig.from_dict(json.loads(json.dumps(preset.model.to_dict())))
+        train = TrainConfig.from_dict(json.loads(json.dumps(preset.train.to_dict())))
+        assert model == preset.model and train == preset.train
+
+
+def test_unknown_fields_and_presets_are_refused():
+    with pytest.raises(ConfigurationError, match="unknown ModelConfig fields"):
+        ModelConfig.from_dict({"blocks": [1], "channels": [8], "depth": 3})
+    with pytest.raises(ConfigurationError, match="unknown preset 'resnet50'"):
+        get_preset("resnet50")
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(epochs=0), "epochs = 0"), (dict(minutes=-1.0), "minutes = -1.0"),
+    (dict(warmup=1.0), "warmup"), (dict(amp="fp8"), "amp = 'fp8'"), (dict(erasing=2.0), "erasing"),
+])
+def test_invalid_train_configs(kwargs, message):
+    with pytest.raises(ConfigurationError, match=message.replace("(", r"\(")):
+        TrainConfig(**kwargs)
+
+
+def test_code_line_rebuilds_the_config():
+    c = get_preset("four-stage").model
+    assert eval(c.code(), {"ModelConfig": ModelConfig}) == c

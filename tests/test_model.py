@@ -1,0 +1,42 @@
+import torch
+
+from cifar_resnet.config import PRESETS, ModelConfig
+from cifar_resnet.model import BasicBlock, build_model
+
+
+def test_stage_outputs_have_the_configured_shapes():
+    config = PRESETS["four-stage"].model
+    model = build_model(config).eval()
+    x = torch.randn(2, 3, 32, 32)
+    x = model.stem(x)
+    assert x.shape == (2, config.channels[0], 32, 32)
+    for stage, channels, size in zip(model.stages, config.channels, config.feature_sizes):
+        x = stage(x)
+        assert x.shape == (2, channels, size, size)
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_shortcut_is_identity_only_when_the_shape_is_unchanged():
+    assert isinstance(BasicBlock(16, 16).shortcut, torch.nn.Identity)
+    projection = BasicBlock(16, 32, kernel=5, skip_kernel=3, stride=2)
+    conv = projection.shortcut[0]
+    assert (conv.kernel_size, conv.stride, conv.bias) == ((3, 3), (2, 2), None)
+    assert projection.conv1.kernel_size == (5, 5)
+    assert projection(torch.randn(1, 16, 9, 9)).shape == (1, 32, 5, 5)
+
+
+def test_pool_larger_than_one_widens_the_classifier():
+    config = ModelConfig(blocks=(1, 1), channels=(8, 16), pool=4)  # 16x16 map -> 4x4 after pooling
+    model = build_model(config)
+    assert model.fc.in_features == 16 * 4 * 4
+    assert model(torch.randn(3, 3, 32, 32)).shape == (3, 10)
+
+
+def test_no_convolution_has_a_bias_and_the_build_is_seeded():
+    model = build_model(PRESETS["tiny"].model)
+    assert all(m.bias is None for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    torch.manual_seed(1)
+    a = build_model(PRESETS["tiny"].model).state_dict()
+    torch.manual_seed(1)
+    b = build_model(PRESETS["tiny"].model).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -1,0 +1,105 @@
+import json
+import math
+
+import pytest
+import torch
+
+from cifar_resnet.checkpoint import load_checkpoint
+from cifar_resnet.config import PRESETS, TrainConfig
+from cifar_resnet.errors import CifarResnetError
+from cifar_resnet.model import build_model
+from cifar_resnet.train import (HISTORY_FIELDS, TrainingDivergedError, fit, lr_at, parameter_groups,
+                                read_history)
+
+TINY = PRESETS["tiny"].model
+QUICK = TrainConfig(epochs=2, batch_size=100, lr=0.1, val_size=100, amp="off")
+
+
+def test_lr_schedule_warms_up_linearly_then_decays_continuously_to_zero():
+    peak, warmup = 0.4, 0.1
+    assert lr_at(0, peak, warmup) == 0 and lr_at(1, peak, warmup) == pytest.approx(0, abs=1e-12)
+    assert lr_at(0.05, peak, warmup) == pytest.approx(0.2)
+    eps = 1e-9
+    assert lr_at(warmup - eps, peak, warmup) == pytest.approx(lr_at(warmup + eps, peak, warmup), rel=1e-6)
+    grid = [lr_at(i / 1000, peak, warmup) for i in range(1001)]
+    assert max(abs(a - b) for a, b in zip(grid, grid[1:])) < 2 * peak / (warmup * 1000)  # no jumps
+    after = grid[100:]
+    assert all(a >= b for a, b in zip(after, after[1:]))
+    assert lr_at(0.3, peak, 0.0) == pytest.approx(peak * 0.5 * (1 + math.cos(math.pi * 0.3)))
+
+
+def test_no_weight_decay_on_batchnorm_and_biases():
+    model = build_model(TINY)
+    decay, no_decay = parameter_groups(model, 5e-4)
+    assert decay["weight_decay"] == 5e-4 and no_decay["weight_decay"] == 0
+    bn_and_bias = {id(p) for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d) for p in m.parameters()}
+    bn_and_bias.add(id(model.fc.bias))
+    assert {id(p) for p in no_decay["params"]} == bn_and_bias
+    assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
+
+
+def test_fit_learns_and_writes_checkpoint_and_history(smoke_data, tmp_path):
+    config = TrainConfig(epochs=6, batch_size=50, lr=0.1, val_size=100)
+    seen = []
+    result = fit(TINY, config, smoke_data, tmp_path, progress=False, on_epoch=lambda h: seen.append(len(h)))
+    history = result.history
+    assert seen == [1, 2, 3, 4, 5, 6] and [h["epoch"] for h in history] == [1, 2, 3, 4, 5, 6]
+    assert set(history[0]) == set(HISTORY_FIELDS) and history[-1]["step"] == 6 * (900 // 50)
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    assert history[-1]["val_acc"] > 0.2, "no better than chance (0.1) after 6 epochs"
+    assert read_history(tmp_path) == json.loads(json.dumps(history))
+    csv_lines = (tmp_path / "history.csv").read_text().splitlines()
+    assert csv_lines[0] == ",".join(HISTORY_FIELDS) and len(csv_lines) == 7
+    ckpt = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert ckpt.finished and ckpt.epoch == 6 and ckpt.model_config == TINY and ckpt.train_config == config
+    assert ckpt.normalization == result.normalization
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt", "history.csv", "history.json", "run.json"]
+
+
+def test_an_interrupted_and_resumed_run_equals_an_uninterrupted_one(smoke_data, tmp_path):
+    full = fit(TINY, QUICK, smoke_data, tmp_path / "full", progress=False)
+
+    def stop_after_first_epoch(history):
+        if len(history) == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(TINY, QUICK, smoke_data, tmp_path / "split", progress=False, on_epoch=stop_after_first_epoch)
+    assert load_checkpoint(tmp_path / "split" / "checkpoint.pt").epoch == 1
+    resumed = fit(TINY, QUICK, smoke_data, tmp_path / "split", progress=False, resume=True)
+    assert [h["epoch"] for h in resumed.history] == [1, 2]
+    a, b = full.model.state_dict(), resumed.model.state_dict()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)
+
+
+def test_resume_refuses_other_settings_and_other_architectures(smoke_data, tmp_path):
+    fit(TINY, QUICK, smoke_data, tmp_path, progress=False)
+    with pytest.raises(CifarResnetError, match="lr: 0.1 vs 0.05"):
+        fit(TINY, TrainConfig(**{**QUICK.to_dict(), "lr": 0.05}), smoke_data, tmp_path, resume=True)
+    with pytest.raises(CifarResnetError, match=r"channels: \[8, 16, 32\] vs \[16, 32, 64\]"):
+        fit(TINY.from_dict({**TINY.to_dict(), "channels": [8, 16, 32]}), QUICK, smoke_data, tmp_path, resume=True)
+    finished = fit(TINY, QUICK, smoke_data, tmp_path, progress=False, resume=True)
+    assert len(finished.history) == 2  # nothing left to do
+
+
+def test_a_time_budget_shapes_the_schedule_and_ends_the_run(smoke_data, tmp_path):
+    config = TrainConfig(minutes=0.05, batch_size=50, lr=0.1, val_size=100, amp="off")
+    result = fit(TINY, config, smoke_data, tmp_path, progress=False)
+    last = result.history[-1]
+    assert 3.0 <= last["elapsed"] < 3.0 + 10  # stops once 3 s are spent (plus one validation)
+    assert last["lr"] < 0.1 * 0.05, "the cosine decay should have reached (nearly) zero"
+    assert load_checkpoint(tmp_path / "checkpoint.pt").finished
+
+
+def test_a_diverging_run_stops_with_the_learning_rate_and_step(smoke_data, tmp_path):
+    config = TrainConfig(epochs=2, batch_size=100, lr=1e30, warmup=0.0, val_size=100, amp="off")
+    with pytest.raises(TrainingDivergedError, match=r"loss became (nan|inf) by step \d+ \(learning rate"):
+        fit(TINY, config, smoke_data, tmp_path, progress=False)
+    assert not (tmp_path / "checkpoint.pt").exists()
+
+
+def test_bf16_autocast_on_the_cpu_trains(smoke_data):
+    config = TrainConfig(epochs=1, batch_size=100, lr=0.1, val_size=100, amp="bf16")
+    result = fit(TINY, config, smoke_data, progress=False)
+    assert math.isfinite(result.history[0]["train_loss"]) and result.run_dir is None
