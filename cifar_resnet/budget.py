@@ -1,9 +1,9 @@
 """Parameter and FLOP accounting for a ModelConfig, and the verdict against the 5M budget.
 
-Parameters are counted from the configuration alone (instant, nothing is built), layer by layer
-under the same names the built model gives its modules; tests check the sum against the built
-model's ``sum(p.numel())``. FLOPs come from ``torch.utils.flop_counter`` on a model built on the
-'meta' device, which allocates no memory.
+Parameters and forward FLOPs are counted from the configuration alone (instant, nothing is
+built), layer by layer under the same names the built model gives its modules. Tests check the
+parameters against the built model's ``sum(p.numel())`` and the FLOPs against
+``count_flops``, which measures them with ``torch.utils.flop_counter`` on a 'meta'-device model.
 """
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ class Layer:
     group: str  # 'stem', 'stage 1' ... 'stage N', 'head'
     kind: str  # 'conv', 'shortcut conv', 'batchnorm', 'linear'
     parameters: int
+    flops: int = 0  # forward FLOPs for one image, a multiply-add counted as 2 (as flop_counter does)
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,6 @@ class ParameterReport:
     config: ModelConfig
     layers: list[Layer]
     budget: int = PARAMETER_BUDGET
-    flops: int | None = None  # forward FLOPs per image (a multiply-add counts 2)
     by_group: dict[str, int] = field(init=False)
     by_kind: dict[str, int] = field(init=False)
 
@@ -55,6 +55,11 @@ class ParameterReport:
     @property
     def total(self) -> int:
         return sum(layer.parameters for layer in self.layers)
+
+    @property
+    def flops(self) -> int:
+        """Forward FLOPs per image (a multiply-add counts 2; BatchNorm, ReLU and pooling not counted)."""
+        return sum(layer.flops for layer in self.layers)
 
     @property
     def fits_budget(self) -> bool:
@@ -86,8 +91,7 @@ class ParameterReport:
             lines.append(f"{s.name:<9} {shape:>12} {s.parameters:>12,} {s.parameters / self.total:>7.1%}")
         lines.append(f"{'total':<9} {'':>12} {self.total:>12,}")
         lines.append("by kind: " + ", ".join(f"{k} {v:,}" for k, v in self.by_kind.items()))
-        if self.flops is not None:
-            lines.append(f"forward FLOPs per image: {self.flops:,} ({self.flops / 1e6:.1f} MFLOPs)")
+        lines.append(f"forward FLOPs per image: {self.flops:,} ({self.flops / 1e6:.1f} MFLOPs)")
         lines.append(self.verdict)
         return "\n".join(lines)
 
@@ -99,37 +103,47 @@ class ParameterReport:
                             "parameters": s.parameters} for s in self.stages]}
 
 
-def _conv(cin: int, cout: int, k: int) -> int:
-    return cin * cout * k * k
+def _conv(name: str, group: str, kind: str, cin: int, cout: int, k: int, size: int) -> Layer:
+    """A bias-free conv layer with a ``size`` x ``size`` output map."""
+    weights = cin * cout * k * k
+    return Layer(name, group, kind, weights, 2 * weights * size * size)
+
+
+def _batchnorm(name: str, group: str, channels: int) -> Layer:
+    return Layer(name, group, "batchnorm", 2 * channels)
 
 
 def layer_counts(config: ModelConfig) -> list[Layer]:
     """Every parameterised layer of the ResNet for ``config``, counted without building it."""
     c1 = config.channels[0]
-    layers = [Layer("stem.0", "stem", "conv", _conv(3, c1, 3)),
-              Layer("stem.1", "stem", "batchnorm", 2 * c1)]
+    layers = [_conv("stem.0", "stem", "conv", 3, c1, 3, IMAGE_SIZE), _batchnorm("stem.1", "stem", c1)]
     cin = c1
-    for s, (blocks, cout, f, k) in enumerate(
-            zip(config.blocks, config.channels, config.kernel, config.skip_kernel)):
+    for s, (blocks, cout, f, k, size) in enumerate(zip(config.blocks, config.channels, config.kernel,
+                                                       config.skip_kernel, config.feature_sizes)):
         group = f"stage {s + 1}"
         for b in range(blocks):
             p = f"stages.{s}.{b}."
             block_in = cin if b == 0 else cout
-            layers += [Layer(p + "conv1", group, "conv", _conv(block_in, cout, f)),
-                       Layer(p + "bn1", group, "batchnorm", 2 * cout),
-                       Layer(p + "conv2", group, "conv", _conv(cout, cout, f)),
-                       Layer(p + "bn2", group, "batchnorm", 2 * cout)]
+            layers += [_conv(p + "conv1", group, "conv", block_in, cout, f, size),
+                       _batchnorm(p + "bn1", group, cout),
+                       _conv(p + "conv2", group, "conv", cout, cout, f, size),
+                       _batchnorm(p + "bn2", group, cout)]
             if b == 0 and (s > 0 or block_in != cout):
-                layers += [Layer(p + "shortcut.0", group, "shortcut conv", _conv(block_in, cout, k)),
-                           Layer(p + "shortcut.1", group, "batchnorm", 2 * cout)]
+                layers += [_conv(p + "shortcut.0", group, "shortcut conv", block_in, cout, k, size),
+                           _batchnorm(p + "shortcut.1", group, cout)]
         cin = cout
     features = cin * config.pooled_size ** 2
-    layers.append(Layer("fc", "head", "linear", features * config.num_classes + config.num_classes))
+    layers.append(Layer("fc", "head", "linear", features * config.num_classes + config.num_classes,
+                        2 * features * config.num_classes))
     return layers
 
 
 def count_flops(config: ModelConfig) -> int:
-    """Forward FLOPs for one 3x32x32 image (torch.utils.flop_counter; a multiply-add is 2)."""
+    """Forward FLOPs for one 3x32x32 image measured by torch.utils.flop_counter (a multiply-add is 2).
+
+    Builds the model on the 'meta' device (no memory); ``count_parameters(config).flops`` gives
+    the same number from the configuration alone.
+    """
     model = build_model(config, device="meta").eval()
     counter = FlopCounterMode(display=False)
     with counter, torch.no_grad():
@@ -137,6 +151,6 @@ def count_flops(config: ModelConfig) -> int:
     return counter.get_total_flops()
 
 
-def count_parameters(config: ModelConfig, flops: bool = True, budget: int = PARAMETER_BUDGET) -> ParameterReport:
-    """The parameter report for ``config``; ``flops=False`` skips the FLOP count."""
-    return ParameterReport(config, layer_counts(config), budget, count_flops(config) if flops else None)
+def count_parameters(config: ModelConfig, budget: int = PARAMETER_BUDGET) -> ParameterReport:
+    """The parameter and FLOP report for ``config``, computed from the configuration (instant)."""
+    return ParameterReport(config, layer_counts(config), budget)

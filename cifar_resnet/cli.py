@@ -48,7 +48,7 @@ def cmd_params(args) -> None:
 
     if args.list:
         for name, preset in PRESETS.items():
-            report = count_parameters(preset.model, flops=False)
+            report = count_parameters(preset.model)
             print(f"{name:<12} {report.total:>10,}  {preset.description}")
         return
     report = count_parameters(model_config_from_args(args))

@@ -1,0 +1,208 @@
+"""Every figure the notebooks show, drawn with matplotlib; each function returns its Figure."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+from .data import CLASSES
+from .evaluate import Evaluation
+from .train import lr_at
+
+
+def _show(ax, image: torch.Tensor, title: str | None = None, color: str = "black") -> None:
+    ax.imshow(image.permute(1, 2, 0).cpu().numpy(), interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title, fontsize=8, color=color)
+
+
+def image_grid(images: torch.Tensor, titles: Sequence[str] | None = None, ncols: int = 8,
+               colors: Sequence[str] | None = None, size: float = 1.3) -> Figure:
+    """uint8 images (N, 3, 32, 32) in a grid, with optional titles (and title colours)."""
+    nrows = max(1, -(-len(images) // ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * size, nrows * size * 1.15), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        if i < len(images):
+            _show(ax, images[i], titles[i] if titles else None, colors[i] if colors else "black")
+        else:
+            ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def class_samples(images: torch.Tensor, labels: torch.Tensor, per_class: int = 8,
+                  classes: Sequence[str] = CLASSES) -> Figure:
+    """One row per class with its first ``per_class`` images."""
+    fig, axes = plt.subplots(len(classes), per_class, figsize=(per_class * 1.1, len(classes) * 1.1), squeeze=False)
+    for c, name in enumerate(classes):
+        members = torch.nonzero(labels == c).flatten()[:per_class]
+        for j, ax in enumerate(axes[c]):
+            if j < len(members):
+                _show(ax, images[members[j]])
+            else:
+                ax.axis("off")
+        axes[c, 0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def class_counts(labels_by_split: dict[str, torch.Tensor], classes: Sequence[str] = CLASSES) -> Figure:
+    """Images per class for each split, as grouped bars."""
+    fig, ax = plt.subplots(figsize=(9, 3))
+    width = 0.8 / len(labels_by_split)
+    x = np.arange(len(classes))
+    for i, (split, labels) in enumerate(labels_by_split.items()):
+        counts = torch.bincount(labels, minlength=len(classes)).numpy()
+        ax.bar(x + i * width, counts, width, label=f"{split} ({counts.sum():,})")
+    ax.set_xticks(x + width * (len(labels_by_split) - 1) / 2, classes, rotation=30)
+    ax.set_ylabel("images")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def augmentation_gallery(images: torch.Tensor, augmentations: dict[str, Callable[[torch.Tensor], torch.Tensor]]) -> Figure:
+    """The same images (first row) under each augmentation (one row each)."""
+    rows = {"original": images, **{name: fn(images) for name, fn in augmentations.items()}}
+    fig, axes = plt.subplots(len(rows), len(images), figsize=(len(images) * 1.2, len(rows) * 1.25), squeeze=False)
+    for r, (name, batch) in enumerate(rows.items()):
+        for j, ax in enumerate(axes[r]):
+            _show(ax, batch[j])
+        axes[r, 0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def training_curves(history: list[dict], fig: Figure | None = None) -> Figure:
+    """Loss and accuracy per epoch, training and validation."""
+    fig = fig or plt.figure(figsize=(10, 3.5))
+    fig.clear()
+    loss_ax, acc_ax = fig.subplots(1, 2)
+    epochs = [h["epoch"] for h in history]
+    for split, style in (("train", "-o"), ("val", "-s")):
+        loss_ax.plot(epochs, [h[f"{split}_loss"] for h in history], style, ms=3, label=split)
+        acc_ax.plot(epochs, [100 * h[f"{split}_acc"] for h in history], style, ms=3, label=split)
+    loss_ax.set(xlabel="epoch", ylabel="loss (with label smoothing)", title="loss")
+    acc_ax.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
+    if history:
+        best = max(history, key=lambda h: h["val_acc"])
+        acc_ax.annotate(f"{100 * best['val_acc']:.1f}%", (best["epoch"], 100 * best["val_acc"]),
+                        textcoords="offset points", xytext=(-10, -14), fontsize=8)
+    for ax in (loss_ax, acc_ax):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def lr_schedule(history: list[dict], peak: float, warmup: float) -> Figure:
+    """The learning rate over training: the schedule as a curve, each epoch's last value as a dot."""
+    fig, ax = plt.subplots(figsize=(6, 3))
+    progress = np.linspace(0, 1, 400)
+    total_steps = history[-1]["step"] if history else 1
+    ax.plot(progress * total_steps, [lr_at(p, peak, warmup) for p in progress], label="warmup + cosine")
+    ax.plot([h["step"] for h in history], [h["lr"] for h in history], "o", ms=4, label="end of each epoch")
+    ax.set(xlabel="optimizer step", ylabel="learning rate", title="learning-rate schedule")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def confusion_matrix(evaluation: Evaluation, classes: Sequence[str] = CLASSES) -> Figure:
+    """Row-normalized confusion matrix: row = true class, column = predicted class."""
+    counts = evaluation.confusion.double()
+    rates = (counts / counts.sum(dim=1, keepdim=True).clamp(min=1)).numpy()
+    fig, ax = plt.subplots(figsize=(6.5, 5.5))
+    im = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+    for i in range(len(classes)):
+        for j in range(len(classes)):
+            if rates[i, j] >= 0.005:
+                ax.text(j, i, f"{100 * rates[i, j]:.0f}", ha="center", va="center", fontsize=7,
+                        color="white" if rates[i, j] > 0.5 else "black")
+    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
+    ax.set_yticks(range(len(classes)), classes)
+    ax.set(xlabel="predicted", ylabel="true", title=f"confusion matrix (%), accuracy {100 * evaluation.accuracy:.2f}%")
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    return fig
+
+
+def per_class_accuracy(evaluations: dict[str, Evaluation]) -> Figure:
+    """Accuracy of each class, one bar group per evaluation (e.g. plain vs flip TTA)."""
+    fig, ax = plt.subplots(figsize=(9, 3.2))
+    width = 0.8 / len(evaluations)
+    first = next(iter(evaluations.values()))
+    x = np.arange(len(first.per_class))
+    for i, (name, ev) in enumerate(evaluations.items()):
+        ax.bar(x + i * width, [100 * v for v in ev.per_class.values()], width,
+               label=f"{name} ({100 * ev.accuracy:.2f}%)")
+    ax.set_xticks(x + width * (len(evaluations) - 1) / 2, list(first.per_class), rotation=30)
+    ax.set(ylabel="accuracy (%)", ylim=(0, 100), title="accuracy per class")
+    ax.legend(loc="lower right")
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def confident_mistakes(images: torch.Tensor, evaluation: Evaluation, k: int = 16,
+                       classes: Sequence[str] = CLASSES) -> Figure:
+    """The ``k`` wrong predictions the model was most sure of: 'predicted (prob) / true'."""
+    idx = evaluation.most_confident_mistakes(k)
+    titles = [f"{classes[evaluation.predictions[i]]} {100 * evaluation.probabilities[i].max():.0f}%\n"
+              f"true: {classes[evaluation.labels[i]]}" for i in idx]
+    fig = image_grid(images[idx], titles, ncols=8, colors=["firebrick"] * len(idx), size=1.5)
+    fig.suptitle("most confident mistakes", y=1.02)
+    return fig
+
+
+def budget_scaling(rows: list[dict], budget: int) -> Figure:
+    """Parameters and FLOPs against a swept setting; ``rows`` hold 'label', 'params', 'flops', 'series'."""
+    fig, (p_ax, f_ax) = plt.subplots(1, 2, figsize=(11, 3.8))
+    for series in dict.fromkeys(r["series"] for r in rows):
+        pts = [r for r in rows if r["series"] == series]
+        p_ax.plot([r["x"] for r in pts], [r["params"] / 1e6 for r in pts], "-o", ms=3, label=series)
+        f_ax.plot([r["x"] for r in pts], [r["flops"] / 1e9 for r in pts], "-o", ms=3, label=series)
+    p_ax.axhline(budget / 1e6, color="firebrick", ls="--", label=f"budget {budget / 1e6:g}M")
+    p_ax.set(xlabel="width multiplier / blocks per stage", ylabel="parameters (millions)", title="parameters")
+    f_ax.set(xlabel="width multiplier / blocks per stage", ylabel="forward GFLOPs per image", title="FLOPs")
+    for ax in (p_ax, f_ax):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 150) -> Path:
+    """Save ``fig`` as PNG atomically (a report never picks up a half-written image)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
+    os.replace(tmp, path)
+    return path
+
+
+class LiveCurves:
+    """An ``on_epoch`` callback for ``fit`` that redraws the training curves in place in a notebook."""
+
+    def __init__(self):
+        self.fig = plt.figure(figsize=(10, 3.5))
+        plt.close(self.fig)  # shown through the display handle only, not again at the end of the cell
+        self.handle = None
+
+    def __call__(self, history: list[dict]) -> None:
+        from IPython.display import display
+
+        training_curves(history, self.fig)
+        if self.handle is None:
+            self.handle = display(self.fig, display_id=True)
+        else:
+            self.handle.update(self.fig)
