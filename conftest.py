@@ -2,4 +2,3 @@
 import os
 
 os.environ.setdefault("CIFAR_RESNET_SMOKE", "1")
-os.environ.setdefault("MPLBACKEND", "Agg")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import IO, Iterator
@@ -28,3 +29,10 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", **kwargs) -> Iterator
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def copy_atomic(source: str | os.PathLike, target: str | os.PathLike) -> Path:
+    """Copy ``source`` to ``target`` so that ``target`` is never seen half-written."""
+    with atomic_write(target, "wb") as out, open(source, "rb") as f:
+        shutil.copyfileobj(f, out)
+    return Path(target)

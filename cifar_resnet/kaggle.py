@@ -1,18 +1,23 @@
-"""Kaggle submission: predict the unlabeled test pickle, write submission.csv, validate it."""
+"""Kaggle submission: predict the unlabeled test pickle, write submission.csv, validate it, and
+assemble the course hand-in folder."""
 from __future__ import annotations
 
 import csv
+import hashlib
+import json
 import os
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .checkpoint import load_model
+from .budget import count_parameters
+from .checkpoint import load_checkpoint, load_model
 from .data import CLASSES, load_kaggle_pickle
 from .errors import CifarResnetError
 from .evaluate import predict_logits
-from .files import atomic_write
+from .files import atomic_write, copy_atomic
+from .train import CHECKPOINT_FILE
 
 COLUMNS = ("ID", "Labels")
 
@@ -92,3 +97,51 @@ def submission_accuracy(submission: str | os.PathLike, labels_csv: str | os.Path
     if set(predicted) != set(truth):
         raise CifarResnetError(f"{submission} and {labels_csv} list different ids")
     return sum(predicted[i] == truth[i] for i in truth) / len(truth)
+
+
+def make_handin(run_dir: str | os.PathLike, submission: str | os.PathLike, plots_dir: str | os.PathLike,
+                out_dir: str | os.PathLike) -> Path:
+    """Assemble the course hand-in in ``out_dir`` and return the path of its MANIFEST.md.
+
+    It holds the weights (a plain state_dict), the model configuration with its normalization,
+    the parameter-count proof (counted from the configuration and from the built model), the
+    training history, every PNG of ``plots_dir`` and the validated submission.
+    """
+    run_dir, out_dir = Path(run_dir), Path(out_dir)
+    checkpoint = load_checkpoint(run_dir / CHECKPOINT_FILE)
+    model = checkpoint.build_model()
+    report = count_parameters(checkpoint.model_config)
+    built = sum(p.numel() for p in model.parameters())
+    if built != report.total:
+        raise CifarResnetError(f"{run_dir}: the built model has {built:,} parameters, the count says {report.total:,}")
+    with atomic_write(out_dir / "model_weights.pt", "wb") as f:
+        torch.save(model.state_dict(), f)
+    with atomic_write(out_dir / "model_config.json") as f:
+        json.dump({"model_config": checkpoint.model_config.to_dict(),
+                   "normalization": checkpoint.normalization.to_dict(),
+                   "build": f"cifar_resnet.build_model(cifar_resnet.{checkpoint.model_config.code()})"}, f, indent=1)
+    with atomic_write(out_dir / "parameter_count.txt") as f:
+        f.write(f"{checkpoint.model_config.code()}\n\n{report.table()}\n\n"
+                f"sum(p.numel() for p in model.parameters()) = {built:,}\n")
+    copy_atomic(submission, out_dir / "submission.csv")
+    copy_atomic(run_dir / "history.csv", out_dir / "history.csv")
+    for png in sorted(Path(plots_dir).glob("*.png")):
+        copy_atomic(png, out_dir / "plots" / png.name)
+    files = sorted(p for p in out_dir.rglob("*") if p.is_file() and p.name != "MANIFEST.md")
+    last = checkpoint.history[-1] if checkpoint.history else {}
+    lines = ["# Hand-in", "",
+             f"- model: `{checkpoint.model_config.code()}`",
+             f"- parameters: {report.total:,} ({report.verdict})",
+             f"- trained: {checkpoint.epoch} epochs, {checkpoint.elapsed / 60:.1f} minutes; "
+             f"validation accuracy {100 * last.get('val_acc', float('nan')):.2f}%",
+             f"- normalization (mean, std): {checkpoint.normalization.mean}, {checkpoint.normalization.std}",
+             "", "| file | bytes | sha256 |", "| --- | ---: | --- |"]
+    lines += [f"| {p.relative_to(out_dir)} | {p.stat().st_size:,} | {_sha256(p)[:16]} |" for p in files]
+    with atomic_write(out_dir / "MANIFEST.md") as f:
+        f.write("\n".join(lines) + "\n")
+    return out_dir / "MANIFEST.md"
+
+
+def _sha256(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from .budget import ParameterReport
 from .data import CLASSES
 from .evaluate import Evaluation
 from .train import lr_at
@@ -27,7 +28,8 @@ def image_grid(images: torch.Tensor, titles: Sequence[str] | None = None, ncols:
                colors: Sequence[str] | None = None, size: float = 1.3) -> Figure:
     """uint8 images (N, 3, 32, 32) in a grid, with optional titles (and title colours)."""
     nrows = max(1, -(-len(images) // ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * size, nrows * size * 1.15), squeeze=False)
+    title_lines = max((t.count("\n") + 1 for t in titles), default=0) if titles else 0
+    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * size, nrows * (size + 0.2 * title_lines)), squeeze=False)
     for i, ax in enumerate(axes.flat):
         if i < len(images):
             _show(ax, images[i], titles[i] if titles else None, colors[i] if colors else "black")
@@ -163,19 +165,23 @@ def confident_mistakes(images: torch.Tensor, evaluation: Evaluation, k: int = 16
     return fig
 
 
-def budget_scaling(rows: list[dict], budget: int) -> Figure:
-    """Parameters and FLOPs against a swept setting; ``rows`` hold 'label', 'params', 'flops', 'series'."""
-    fig, (p_ax, f_ax) = plt.subplots(1, 2, figsize=(11, 3.8))
-    for series in dict.fromkeys(r["series"] for r in rows):
-        pts = [r for r in rows if r["series"] == series]
-        p_ax.plot([r["x"] for r in pts], [r["params"] / 1e6 for r in pts], "-o", ms=3, label=series)
-        f_ax.plot([r["x"] for r in pts], [r["flops"] / 1e9 for r in pts], "-o", ms=3, label=series)
-    p_ax.axhline(budget / 1e6, color="firebrick", ls="--", label=f"budget {budget / 1e6:g}M")
-    p_ax.set(xlabel="width multiplier / blocks per stage", ylabel="parameters (millions)", title="parameters")
-    f_ax.set(xlabel="width multiplier / blocks per stage", ylabel="forward GFLOPs per image", title="FLOPs")
-    for ax in (p_ax, f_ax):
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+def budget_scaling(sweeps: dict[str, list[tuple[float, ParameterReport]]], budget: int) -> Figure:
+    """Parameters (bars, left axis) and forward FLOPs (line, right axis) along each sweep.
+
+    ``sweeps`` maps an x-axis label to (x value, report) pairs, e.g. a width multiplier or blocks.
+    """
+    fig, axes = plt.subplots(1, len(sweeps), figsize=(5.5 * len(sweeps), 3.8), squeeze=False)
+    for ax, (label, points) in zip(axes[0], sweeps.items()):
+        xs = [f"{x:g}" for x, _ in points]
+        totals = [r.total / 1e6 for _, r in points]
+        colors = ["#2e7d32" if r.fits_budget else "#c62828" for _, r in points]
+        ax.bar(xs, totals, color=colors, alpha=0.8)
+        ax.axhline(budget / 1e6, color="black", ls="--", lw=1, label=f"budget {budget / 1e6:g}M")
+        ax.set(xlabel=label, ylabel="parameters (millions)")
+        ax.legend(loc="upper left", fontsize=8)
+        flops_ax = ax.twinx()
+        flops_ax.plot(xs, [r.flops / 1e9 for _, r in points], "o-", color="#1565c0")
+        flops_ax.set_ylabel("forward GFLOPs per image", color="#1565c0")
     fig.tight_layout()
     return fig
 

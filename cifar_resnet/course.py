@@ -1,0 +1,120 @@
+"""What the five notebooks share: the run's settings and where its files live.
+
+Notebook 03 trains into ``settings().run_dir``; notebooks 04 and 05 read from there. In smoke mode
+everything goes under ``runs/smoke`` (figures too), so a smoke run never overwrites the figures of
+a real run in ``plots/``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import pickle
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .config import ModelConfig, TrainConfig, get_preset
+from .data import CifarData, data_root, smoke_mode
+from .errors import CifarResnetError
+from .files import atomic_write
+from .train import CHECKPOINT_FILE, fit
+
+KAGGLE_PICKLE = "cifar_test_nolabel.pkl"
+SMOKE_PRESET = "tiny"
+DEFAULT_PRESET = "reference"
+
+
+def in_colab() -> bool:
+    return "google.colab" in sys.modules
+
+
+def project_dir(start: str | os.PathLike | None = None) -> Path:
+    """The repository root (the folder with notebooks/ and cifar_resnet/), else the working folder."""
+    start = Path(start or Path.cwd()).resolve()
+    for folder in (start, *start.parents):
+        if (folder / "notebooks").is_dir() and (folder / "cifar_resnet").is_dir():
+            return folder
+    return start
+
+
+@dataclass(frozen=True)
+class CourseSettings:
+    """The notebooks' run: smoke mode, the preset, an optional time budget, and the folders."""
+
+    smoke: bool
+    preset: str
+    minutes: float | None
+    project: Path
+
+    @property
+    def run_dir(self) -> Path:
+        return self.project / "runs" / ("smoke" if self.smoke else "course")
+
+    @property
+    def plots_dir(self) -> Path:
+        return self.run_dir / "plots" if self.smoke else self.project / "plots"
+
+    @property
+    def handin_dir(self) -> Path:
+        return self.run_dir / "handin"
+
+    @property
+    def model_config(self) -> ModelConfig:
+        return get_preset(self.preset).model
+
+    @property
+    def train_config(self) -> TrainConfig:
+        config = get_preset(self.preset).train
+        return dataclasses.replace(config, minutes=self.minutes) if self.minutes else config
+
+
+def settings(smoke: bool | None = None) -> CourseSettings:
+    """The settings the notebooks share.
+
+    Smoke mode trains the 'tiny' preset briefly; otherwise the 'reference' preset for its epochs.
+    For runs outside the notebook UI, $CIFAR_RESNET_PRESET and $CIFAR_RESNET_MINUTES override the
+    preset and set a time budget.
+    """
+    smoke = smoke_mode(smoke)
+    preset = os.environ.get("CIFAR_RESNET_PRESET") or (SMOKE_PRESET if smoke else DEFAULT_PRESET)
+    get_preset(preset)  # fail early on a misspelt name
+    minutes = os.environ.get("CIFAR_RESNET_MINUTES")
+    return CourseSettings(smoke, preset, float(minutes) if minutes else None, project_dir())
+
+
+def find_run(course: CourseSettings, data: CifarData) -> Path:
+    """The run folder of notebook 03. In smoke mode a missing run is trained here (briefly)."""
+    if (course.run_dir / CHECKPOINT_FILE).is_file():
+        return course.run_dir
+    if not course.smoke:
+        raise CifarResnetError(
+            f"no trained run in {course.run_dir}: run notebook 03 first, or train one with "
+            f"`python -m cifar_resnet train --preset {course.preset} --out {course.run_dir}`")
+    print(f"No run from notebook 03 in {course.run_dir}; training a small smoke run there now.")
+    fit(course.model_config, course.train_config, data, course.run_dir, progress=False)
+    return course.run_dir
+
+
+def find_kaggle_pickle(course: CourseSettings, data: CifarData, root: str | os.PathLike | None = None) -> Path:
+    """The course's unlabeled test pickle under the data folder (or the run folder).
+
+    In smoke mode, when there is none, one is written from the smoke test images (shuffled), so
+    that notebook 05 runs anywhere.
+    """
+    root = data_root(root)
+    for folder in (root, *sorted(p for p in root.glob("*") if p.is_dir()), course.run_dir):
+        if (folder / KAGGLE_PICKLE).is_file():
+            return folder / KAGGLE_PICKLE
+    if not course.smoke:
+        raise CifarResnetError(f"no {KAGGLE_PICKLE} under {root.resolve()}: download it from the course's "
+                               f"Kaggle competition into that folder")
+    order = torch.randperm(len(data.test_labels), generator=torch.Generator().manual_seed(0))
+    path = course.run_dir / KAGGLE_PICKLE
+    with atomic_write(path, "wb") as f:
+        pickle.dump({b"data": data.test_images[order].permute(0, 2, 3, 1).numpy(),
+                     b"ids": np.arange(len(order))}, f, protocol=4)
+    print(f"No {KAGGLE_PICKLE} found; wrote a stand-in from the {len(order)} smoke test images to {path}.")
+    return path
