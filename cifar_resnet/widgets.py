@@ -19,9 +19,9 @@ def budget_bar_html(total: int, budget: int = PARAMETER_BUDGET) -> str:
     share = total / budget
     color = "#c62828" if total >= budget else "#ef8f00" if share > 0.9 else "#2e7d32"
     return (f'<div style="width:100%;max-width:560px;background:#e0e0e0;height:18px;border-radius:3px">'
-            f'<div class="budget-fill" style="width:{min(share, 1) * 100:.1f}%;background:{color};height:100%;'
+            f'<div style="width:{min(share, 1) * 100:.1f}%;background:{color};height:100%;'
             f'border-radius:3px"></div></div>'
-            f'<span class="budget-share" style="color:{color}">{share:.1%} of the {budget:,} budget</span>')
+            f'<span style="color:{color}">{share:.1%} of the {budget:,} budget</span>')
 
 
 def stage_table_html(report: ParameterReport) -> str:
@@ -34,7 +34,7 @@ def stage_table_html(report: ParameterReport) -> str:
         f"<td style='text-align:right'>{s.parameters:,}</td>"
         f"<td style='text-align:right'>{s.parameters / report.total:.1%}</td>"
         f"<td style='text-align:right'>{flops[s.name] / 1e6:,.1f}</td></tr>" for s in report.stages)
-    return ("<table class='stage-table'><tr><th>part</th><th>output (C&times;H&times;W)</th><th>parameters</th>"
+    return ("<table><tr><th>part</th><th>output (C&times;H&times;W)</th><th>parameters</th>"
             f"<th>share</th><th>MFLOPs</th></tr>{rows}</table>")
 
 
@@ -51,31 +51,30 @@ class BudgetExplorer:
         style = {"description_width": "initial"}
         self.preset = w.Dropdown(options=[CUSTOM, *PRESETS], value=preset, description="preset")
         self.stages = w.ToggleButtons(options=[("3 stages", 3), ("4 stages", 4)], value=3, description="N")
-        self.blocks = [w.IntSlider(2, min=1, max=8, description=f"B{i + 1} blocks", style=style)
+        wide = lambda: w.Layout(width="310px")  # noqa: E731  (one Layout each: hiding a stage hides only its own)
+        self.blocks = [w.IntSlider(2, min=1, max=8, description=f"B{i + 1} blocks", style=style, layout=wide())
                        for i in range(MAX_STAGES)]
-        self.channels = [w.IntSlider(64 * 2 ** i, min=1, max=512, description=f"C{i + 1} channels", style=style)
-                         for i in range(MAX_STAGES)]
+        self.channels = [w.IntSlider(64 * 2 ** i, min=1, max=512, description=f"C{i + 1} channels", style=style,
+                                     layout=wide()) for i in range(MAX_STAGES)]
         self.scale = w.FloatSlider(1.0, min=0.25, max=2.0, step=0.05, description="scale all channels",
                                    style=style, readout_format=".2f")
         self.kernel = w.Dropdown(options=[1, 3, 5, 7], value=3, description="F conv kernel", style=style)
         self.skip_kernel = w.Dropdown(options=[1, 3, 5], value=1, description="K skip kernel", style=style)
         self.pool = w.IntSlider(8, min=1, max=32, description="P pool", style=style)
-        self.total = w.HTML()
-        self.bar = w.HTML()
-        self.table = w.HTML()
-        self.flops = w.HTML()
-        self.code = w.HTML()
-        self.error = w.HTML()
+        # CSS classes on the widgets themselves (the notebook's sanitizer strips them from HTML values)
+        self.total, self.bar, self.table, self.flops, self.code, self.error = (
+            w.HTML().add_class(f"budget-{name}") for name in ("total", "bar", "table", "flops", "code", "error"))
         controls = [self.stages, *self.blocks, *self.channels, self.scale, self.kernel, self.skip_kernel, self.pool]
         for control in controls:
             control.observe(self._changed, names="value")
         self.preset.observe(self._preset_chosen, names="value")
-        per_stage = w.HBox([w.VBox(self.blocks), w.VBox(self.channels)])
+        per_stage = [w.HBox([b, c]) for b, c in zip(self.blocks, self.channels)]
         self.widget = w.HBox([
-            w.VBox([self.preset, self.stages, per_stage, self.scale,
-                    w.HBox([self.kernel, self.skip_kernel]), self.pool]),
+            w.VBox([self.preset, self.stages, *per_stage, self.scale,
+                    w.HBox([self.kernel, self.skip_kernel]), self.pool],
+                   layout=w.Layout(min_width="640px", flex="0 0 auto")),
             w.VBox([self.total, self.bar, self.flops, self.table, self.code, self.error],
-                   layout=w.Layout(margin="0 0 0 24px"))])
+                   layout=w.Layout(margin="0 0 0 24px"))]).add_class("budget-explorer")
         self._preset_chosen({"new": preset})
 
     def config(self) -> ModelConfig:
@@ -121,12 +120,12 @@ class BudgetExplorer:
         verdict = "fits" if report.fits_budget else "OVER"
         color = "#2e7d32" if report.fits_budget else "#c62828"
         self.error.value = ""
-        self.total.value = (f"<span class='total' style='font-size:1.4em'><b>{report.total:,}</b> parameters"
+        self.total.value = (f"<span style='font-size:1.4em'><b>{report.total:,}</b> parameters"
                             f"</span> <b style='color:{color}'>{verdict}</b>")
         self.bar.value = budget_bar_html(report.total, self.budget)
-        self.flops.value = f"<span class='flops'>{report.flops / 1e6:,.1f} MFLOPs</span> forward, per image"
+        self.flops.value = f"<span>{report.flops / 1e6:,.1f} MFLOPs</span> forward, per image"
         self.table.value = stage_table_html(report)
-        self.code.value = f"<code class='code-line'>model_config = {html.escape(config.code())}</code>"
+        self.code.value = f"<code>model_config = {html.escape(config.code())}</code>"
         match = next((name for name, p in PRESETS.items() if p.model == config), CUSTOM)
         self._quiet = True
         try:

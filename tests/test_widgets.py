@@ -44,6 +44,7 @@ def test_scale_all_channels_and_four_stages():
     assert e.config().stages == 4 and e.blocks[3].layout.display == "flex" and e.error.value == ""
     e.stages.value = 3
     assert e.blocks[3].layout.display == "none" and e.channels[3].layout.display == "none"
+    assert all(s.layout.display == "flex" for s in e.blocks[:3] + e.channels[:3])
 
 
 def test_the_preset_picker_fills_the_controls():
