@@ -147,6 +147,8 @@ def fit(model_config: ModelConfig, train_config: TrainConfig | None, data: Cifar
 
     if run_dir:
         run_dir.mkdir(parents=True, exist_ok=True)
+        for leftover in run_dir.glob(f".{CHECKPOINT_FILE}.*.tmp"):  # from a write cut short by a kill
+            leftover.unlink()
         with atomic_write(run_dir / "run.json") as f:
             json.dump({"model_config": model_config.to_dict(), "train_config": cfg.to_dict(),
                        "normalization": normalization.to_dict(), "data": repr(data),
@@ -184,11 +186,16 @@ def fit(model_config: ModelConfig, train_config: TrainConfig | None, data: Cifar
             if cfg.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             y = train_y[idx]
-            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-                logits = net(x)
-                loss = criterion(logits, y)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
+            try:
+                with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+                    logits = net(x)
+                    loss = criterion(logits, y)
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+            except torch.OutOfMemoryError:
+                raise CifarResnetError(
+                    f"out of memory on {device_description(device)} at batch size {batch_size}: use a smaller "
+                    f"batch (--batch-size {max(1, batch_size // 2)}); resume keeps the finished epochs") from None
             scaler.step(optimizer)
             scaler.update()
             state.step += 1
