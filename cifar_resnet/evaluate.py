@@ -11,19 +11,18 @@ import torch
 from torch import Tensor, nn
 
 from .data import CLASSES, Normalization
-from .device import autocast_dtype, select_device
+from .device import autocast_dtype
 
 
 @torch.no_grad()
 def predict_logits(model: nn.Module, images: Tensor, normalization: Normalization, *,
-                   batch_size: int = 1024, tta: bool = False, amp: str = "auto",
-                   device: torch.device | str | None = None) -> Tensor:
+                   batch_size: int = 1024, tta: bool = False, amp: str = "auto") -> Tensor:
     """Logits (N, classes) in float32 on the CPU for uint8 images (N, 3, 32, 32).
 
     Images move to the model's device one batch at a time, so memory stays at one batch.
     ``tta`` averages the logits of each image and its mirror image.
     """
-    device = select_device(device) if device is not None else next(model.parameters()).device
+    device = next(model.parameters()).device
     dtype = autocast_dtype(amp, device)
     was_training = model.training
     model.eval()
@@ -79,9 +78,8 @@ def score(logits: Tensor, labels: Tensor, classes: tuple[str, ...] = CLASSES) ->
 
 
 def evaluate(model: nn.Module, images: Tensor, labels: Tensor, normalization: Normalization, *,
-             tta: bool = False, batch_size: int = 1024, amp: str = "auto",
-             device: torch.device | str | None = None) -> Evaluation:
+             tta: bool = False, batch_size: int = 1024, amp: str = "auto") -> Evaluation:
     """Accuracy, per-class accuracy, confusion matrix and predictions of ``model`` on the images."""
-    logits = predict_logits(model, images, normalization, batch_size=batch_size, tta=tta, amp=amp, device=device)
+    logits = predict_logits(model, images, normalization, batch_size=batch_size, tta=tta, amp=amp)
     return score(logits, labels.cpu())
 

@@ -154,20 +154,23 @@ def fit(model_config: ModelConfig, train_config: TrainConfig | None, data: Cifar
                        "normalization": normalization.to_dict(), "data": repr(data),
                        "device": device_description(device)}, f, indent=1)
 
-    clock_start = time.perf_counter() - state.elapsed
-    elapsed = lambda: time.perf_counter() - clock_start  # noqa: E731
-    if total_steps:
-        progress_at = lambda: (state.step + 0.5) / total_steps  # noqa: E731
-    else:
-        progress_at = lambda: elapsed() / budget  # noqa: E731
-    finished = lambda: progress_at() >= 1 if budget else state.epoch >= cfg.epochs  # noqa: E731
+    clock_start = time.perf_counter() - state.elapsed  # the clock continues across resumes
+
+    def elapsed() -> float:
+        return time.perf_counter() - clock_start
+
+    def progress_at() -> float:
+        """The fraction of training done: of the time budget, else of the steps."""
+        return elapsed() / budget if budget else (state.step + 0.5) / total_steps
+
+    def finished() -> bool:
+        return progress_at() >= 1 if budget else state.epoch >= cfg.epochs
 
     bar = tqdm(total=total_steps, initial=state.step, disable=not progress, unit="step",
                desc=f"training on {device.type}", dynamic_ncols=True)
     lr = lr_at(progress_at(), cfg.lr, cfg.warmup)
     while not finished():
         model.train()
-        torch.manual_seed(cfg.seed * 1000 + state.epoch)  # RandAugment draws from the global generator
         generator = torch.Generator(device).manual_seed(cfg.seed * 1000 + state.epoch)
         order = torch.randperm(len(train_x), device=device, generator=generator)
         loss_sum = torch.zeros((), device=device)
@@ -210,8 +213,7 @@ def fit(model_config: ModelConfig, train_config: TrainConfig | None, data: Cifar
             break
         _check_finite(loss_sum, state.step, lr, checkpoint_path)
         train_seconds = time.perf_counter() - epoch_start
-        val_logits = predict_logits(net, val_x, normalization, batch_size=cfg.eval_batch_size,
-                                    amp=cfg.amp, device=device)
+        val_logits = predict_logits(net, val_x, normalization, batch_size=cfg.eval_batch_size, amp=cfg.amp)
         state.epoch += 1
         state.elapsed = elapsed()
         state.history.append({

@@ -59,9 +59,28 @@ def test_augmentations_are_reproducible_and_device_agnostic(images):
     assert not torch.equal(a, augment(images, generator=gen(4)))
 
 
-def test_rand_augment_keeps_shape_and_dtype(images):
-    torch.manual_seed(0)
-    out = rand_augment(images[:8])
-    assert out.shape == (8, 3, 32, 32) and out.dtype == torch.uint8
-    assert not torch.equal(out, images[:8])
+def test_rand_augment_draws_its_own_operations_for_each_image(images):
+    out = rand_augment(images, generator=gen())
+    assert out.shape == images.shape and out.dtype == torch.uint8
+    changed = [not torch.equal(o, i) for o, i in zip(out, images)]
+    assert sum(changed) > 0.8 * len(images)  # only identity twice (1 in 196) leaves an image as it was
+    assert torch.equal(out, rand_augment(images, generator=gen()))
+    assert not torch.equal(out, rand_augment(images, generator=gen(1)))
     assert augment(images[:8], randaugment=True, generator=gen()).shape == (8, 3, 32, 32)
+
+
+def test_rand_augment_uses_torchvisions_operations_and_magnitudes(images):
+    """A batch where every image draws the same operation equals torchvision's result for it."""
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms.v2 import functional as TF
+
+    from cifar_resnet.augment import _rand_augment_ops
+
+    ops = _rand_augment_ops(magnitude=9, num_bins=31, size=32)
+    rotate, rotate_by, signed = ops[4]
+    assert signed and rotate_by == pytest.approx(9.0)  # linspace(0, 30, 31)[9]
+    assert torch.equal(rotate(images, -rotate_by), TF.rotate(images, -9.0, interpolation=InterpolationMode.NEAREST))
+    posterize, bits, _ = ops[9]
+    assert bits == 7 and torch.equal(posterize(images, bits), TF.posterize(images, 7))
+    solarize, threshold, _ = ops[10]
+    assert threshold == pytest.approx(255 * (1 - 9 / 30))

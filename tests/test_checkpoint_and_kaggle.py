@@ -1,3 +1,4 @@
+import os
 import pickle
 
 import numpy as np
@@ -35,6 +36,9 @@ def test_checkpoints_round_trip_and_load_with_weights_only(tmp_path):
     assert ckpt.epoch == 3 and ckpt.normalization == NORM and not loaded.training
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values()))
     assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]  # no temporary file left behind
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # readable like any other file, not 0600
 
 
 def test_a_checkpoint_of_another_architecture_lists_the_differences(tmp_path):
