@@ -13,6 +13,7 @@ from matplotlib.figure import Figure
 from .budget import ParameterReport
 from .data import CLASSES
 from .evaluate import Evaluation
+from .files import atomic_write
 from .train import lr_at
 
 
@@ -188,12 +189,9 @@ def budget_scaling(sweeps: dict[str, list[tuple[float, ParameterReport]]], budge
 
 def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 150) -> Path:
     """Save ``fig`` as PNG atomically (a report never picks up a half-written image)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
-    os.replace(tmp, path)
-    return path
+    with atomic_write(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=dpi, bbox_inches="tight")
+    return Path(path)
 
 
 class LiveCurves:

@@ -47,10 +47,6 @@ class TrainResult:
     device: torch.device
 
     @property
-    def val_accuracy(self) -> float:
-        return self.history[-1]["val_acc"] if self.history else float("nan")
-
-    @property
     def checkpoint_path(self) -> Path | None:
         return self.run_dir / CHECKPOINT_FILE if self.run_dir else None
 
