@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import pickle
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,18 +15,13 @@ import numpy as np
 import torch
 
 from .config import ModelConfig, TrainConfig, get_preset
-from .data import CifarData, data_root, smoke_mode
+from .data import CifarData, data_root, smoke_mode, write_kaggle_pickle
 from .errors import CifarResnetError
-from .files import atomic_write
 from .train import CHECKPOINT_FILE, fit
 
 KAGGLE_PICKLE = "cifar_test_nolabel.pkl"
 SMOKE_PRESET = "tiny"
 DEFAULT_PRESET = "reference"
-
-
-def in_colab() -> bool:
-    return "google.colab" in sys.modules
 
 
 def project_dir(start: str | os.PathLike | None = None) -> Path:
@@ -112,9 +105,6 @@ def find_kaggle_pickle(course: CourseSettings, data: CifarData, root: str | os.P
         raise CifarResnetError(f"no {KAGGLE_PICKLE} under {root.resolve()}: download it from the course's "
                                f"Kaggle competition into that folder")
     order = torch.randperm(len(data.test_labels), generator=torch.Generator().manual_seed(0))
-    path = course.run_dir / KAGGLE_PICKLE
-    with atomic_write(path, "wb") as f:
-        pickle.dump({b"data": data.test_images[order].permute(0, 2, 3, 1).numpy(),
-                     b"ids": np.arange(len(order))}, f, protocol=4)
+    path = write_kaggle_pickle(course.run_dir / KAGGLE_PICKLE, data.test_images[order], np.arange(len(order)))
     print(f"No {KAGGLE_PICKLE} found; wrote a stand-in from the {len(order)} smoke test images to {path}.")
     return path

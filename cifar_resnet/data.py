@@ -244,6 +244,20 @@ def load_kaggle_pickle(path: str | os.PathLike) -> tuple[Tensor, np.ndarray]:
     return images, ids
 
 
+def write_kaggle_pickle(path: str | os.PathLike, images: Tensor, ids=None) -> Path:
+    """Write uint8 images (N, 3, 32, 32) in the course's test-pickle form, atomically.
+
+    {b'data': uint8 (N, 32, 32, 3), b'ids': (N,)}; ``ids`` None leaves the ids out (then readers
+    number the images 0..N-1).
+    """
+    content = {b"data": images.permute(0, 2, 3, 1).contiguous().numpy()}
+    if ids is not None:
+        content[b"ids"] = np.asarray(ids)
+    with atomic_write(path, "wb") as f:
+        pickle.dump(content, f, protocol=4)
+    return Path(path)
+
+
 def synthetic_cache_dir() -> Path:
     """Where synthetic smoke data is written: $CIFAR_RESNET_CACHE, else ~/.cache/cifar_resnet."""
     base = os.environ.get("CIFAR_RESNET_CACHE") or Path.home() / ".cache" / "cifar_resnet"

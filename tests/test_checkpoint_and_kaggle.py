@@ -1,14 +1,13 @@
 import os
-import pickle
 
 import numpy as np
 import pytest
 import torch
 
-from cifar_resnet.checkpoint import (ArchitectureMismatchError, Checkpoint, load_checkpoint, load_model,
+from cifar_resnet.checkpoint import (ArchitectureMismatchError, Checkpoint, load_model,
                                      save_checkpoint)
 from cifar_resnet.config import PRESETS, ModelConfig, TrainConfig
-from cifar_resnet.data import Normalization
+from cifar_resnet.data import Normalization, write_kaggle_pickle
 from cifar_resnet.errors import CifarResnetError
 from cifar_resnet.evaluate import confusion_matrix, evaluate, predict_logits, score
 from cifar_resnet.kaggle import predict_submission, submission_accuracy, validate_submission, write_submission
@@ -97,18 +96,13 @@ def test_flip_tta_averages_an_image_and_its_mirror(trained, smoke_data):
     assert result.accuracy == pytest.approx((tta.argmax(1) == labels).float().mean().item())
 
 
-def make_kaggle_pickle(path, images, ids):
-    with open(path, "wb") as f:
-        pickle.dump({b"data": images.permute(0, 2, 3, 1).numpy(), b"ids": np.asarray(ids)}, f, protocol=4)
-
-
 def test_end_to_end_submission_scores_what_evaluate_says(trained, smoke_data, tmp_path):
     """Train, evaluate, predict a Kaggle pickle of the same images in shuffled order, compare."""
     result = evaluate(trained.model, smoke_data.test_images, smoke_data.test_labels, trained.normalization)
     assert result.accuracy > 0.2, "the trained model should beat chance (0.1)"
     order = torch.randperm(len(smoke_data.test_labels), generator=torch.Generator().manual_seed(0))
     ids = np.arange(1000, 1000 + len(order))
-    make_kaggle_pickle(tmp_path / "test.pkl", smoke_data.test_images[order], ids)
+    write_kaggle_pickle(tmp_path / "test.pkl", smoke_data.test_images[order], ids)
     with open(tmp_path / "labels.csv", "w") as f:
         f.write("ID,Labels\n" + "".join(f"{i},{int(y)}\n" for i, y in zip(ids, smoke_data.test_labels[order])))
     submission = predict_submission(trained.checkpoint_path, tmp_path / "test.pkl", tmp_path / "submission.csv")

@@ -1,5 +1,4 @@
 import json
-import pickle
 import subprocess
 import sys
 
@@ -7,6 +6,7 @@ import numpy as np
 import pytest
 
 from cifar_resnet.cli import build_parser, main
+from cifar_resnet.data import write_kaggle_pickle
 
 
 def run(capsys, *argv):
@@ -77,9 +77,7 @@ def test_train_evaluate_predict_from_the_command_line(capsys, tmp_path, smoke_da
     report = json.loads(out)
     assert code == 0 and 0 <= report["accuracy"] <= 1 and len(report["per_class"]) == 10
     assert report["synthetic"] == smoke_data.synthetic
-    with open(tmp_path / "test.pkl", "wb") as f:
-        pickle.dump({b"data": smoke_data.test_images[:30].permute(0, 2, 3, 1).numpy(),
-                     b"ids": np.arange(30)}, f)
+    write_kaggle_pickle(tmp_path / "test.pkl", smoke_data.test_images[:30], np.arange(30))
     code, out, _ = run(capsys, "predict", "--checkpoint", str(run_dir / "checkpoint.pt"),
                        "--pkl", str(tmp_path / "test.pkl"), "--out", str(tmp_path / "submission.csv"), "--tta")
     assert code == 0 and "validated" in out

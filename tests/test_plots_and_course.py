@@ -1,5 +1,3 @@
-import pickle
-
 import pytest
 import torch
 from matplotlib.figure import Figure
@@ -7,7 +5,7 @@ from matplotlib.figure import Figure
 from cifar_resnet import course, plots
 from cifar_resnet.budget import count_parameters
 from cifar_resnet.config import PARAMETER_BUDGET, PRESETS
-from cifar_resnet.data import load_kaggle_pickle
+from cifar_resnet.data import load_kaggle_pickle, write_kaggle_pickle
 from cifar_resnet.errors import CifarResnetError
 from cifar_resnet.evaluate import score
 from cifar_resnet.kaggle import make_handin, predict_submission
@@ -91,6 +89,5 @@ def test_outside_smoke_mode_a_missing_run_or_pickle_says_what_to_do(tmp_path, mo
     with pytest.raises(CifarResnetError, match="no cifar_test_nolabel.pkl under"):
         course.find_kaggle_pickle(real, smoke_data, root=tmp_path)
     (tmp_path / "kaggle").mkdir()
-    with open(tmp_path / "kaggle" / "cifar_test_nolabel.pkl", "wb") as f:
-        pickle.dump({b"data": smoke_data.test_images[:3].permute(0, 2, 3, 1).numpy()}, f)
+    write_kaggle_pickle(tmp_path / "kaggle" / "cifar_test_nolabel.pkl", smoke_data.test_images[:3])
     assert course.find_kaggle_pickle(real, smoke_data, root=tmp_path).parent.name == "kaggle"
