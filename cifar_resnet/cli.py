@@ -25,6 +25,12 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--pool", type=int, metavar="P", help="average-pool kernel before the classifier")
 
 
+def _add_tta_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tta", nargs="?", const="flip", default="off", choices=["off", "flip", "flip-shift"],
+                   help="test-time augmentation: --tta averages each image with its mirror image; "
+                        "--tta flip-shift also with both moved one pixel (6 views)")
+
+
 def model_config_from_args(args):
     """The ModelConfig named by --preset (default: reference) with any explicit flags applied."""
     from .config import ModelConfig, get_preset
@@ -95,7 +101,7 @@ def cmd_evaluate(args) -> None:
                           "synthetic": data.synthetic, "tta": args.tta}))
     else:
         print(f"{data}\naccuracy {result.accuracy:.4f} on {len(data.test_labels):,} test images"
-              f"{' (flip TTA)' if args.tta else ''}")
+              f"{'' if args.tta == 'off' else f' (TTA {args.tta})'}")
         for name, acc in result.per_class.items():
             print(f"  {name:<11} {acc:.4f}")
 
@@ -139,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="accuracy of a checkpoint on the test batch")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--data", help="folder holding cifar-10-batches-py")
-    p.add_argument("--tta", action="store_true", help="average with the mirrored images")
+    _add_tta_arg(p)
     p.add_argument("--smoke", action="store_true")
     p.add_argument("--json", action="store_true", help="print one JSON object (accuracy, per_class, ...)")
     p.add_argument("--device")
@@ -149,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--pkl", required=True, help="the unlabeled test pickle")
     p.add_argument("--out", default="submission.csv")
-    p.add_argument("--tta", action="store_true")
+    _add_tta_arg(p)
     p.add_argument("--columns", nargs=2, default=["ID", "Labels"], metavar=("ID", "LABEL"))
     p.add_argument("--device")
     p.set_defaults(run=cmd_predict)

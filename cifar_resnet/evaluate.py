@@ -8,20 +8,47 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .config import ConfigurationError
 from .data import CLASSES, Normalization
 from .device import autocast_dtype
+
+TTA_MODES = ("off", "flip", "flip-shift")
+
+
+def tta_mode(tta: bool | str) -> str:
+    """'off', 'flip' or 'flip-shift' for ``tta`` given as one of those or as a bool (True = 'flip')."""
+    mode = {False: "off", True: "flip"}.get(tta, tta) if isinstance(tta, bool) else tta
+    if mode not in TTA_MODES:
+        raise ConfigurationError(f"tta = {tta!r}: use one of {TTA_MODES} (or True for 'flip')")
+    return mode
+
+
+def _tta_logits(model: nn.Module, x: Tensor, mode: str) -> Tensor:
+    """The model's logits for x, averaged over the test-time views of ``mode``."""
+    def with_mirror(v: Tensor) -> Tensor:
+        return (model(v).float() + model(v.flip(3)).float()) / 2 if mode != "off" else model(v).float()
+
+    logits = with_mirror(x)
+    if mode == "flip-shift":  # half on the image, a quarter each on it moved 1 pixel up-left and down-right
+        padded = F.pad(x, (1, 1, 1, 1), mode="reflect")
+        logits = (logits / 2 + with_mirror(padded[..., :-2, :-2].contiguous(memory_format=torch.channels_last)) / 4
+                  + with_mirror(padded[..., 2:, 2:].contiguous(memory_format=torch.channels_last)) / 4)
+    return logits
 
 
 @torch.no_grad()
 def predict_logits(model: nn.Module, images: Tensor, normalization: Normalization, *,
-                   batch_size: int = 1024, tta: bool = False, amp: str = "auto") -> Tensor:
+                   batch_size: int = 1024, tta: bool | str = False, amp: str = "auto") -> Tensor:
     """Logits (N, classes) in float32 on the CPU for uint8 images (N, 3, 32, 32).
 
     Images move to the model's device one batch at a time, so memory stays at one batch.
-    ``tta`` averages the logits of each image and its mirror image.
+    ``tta``: 'flip' (or True) averages the logits of each image and its mirror image;
+    'flip-shift' also those of both moved one pixel diagonally each way (6 views in all).
     """
+    mode = tta_mode(tta)
     device = next(model.parameters()).device
     dtype = autocast_dtype(amp, device)
     was_training = model.training
@@ -31,9 +58,7 @@ def predict_logits(model: nn.Module, images: Tensor, normalization: Normalizatio
         x = normalization(images[start:start + batch_size].to(device, non_blocking=True))
         x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            logits = model(x).float()
-            if tta:
-                logits = (logits + model(x.flip(3)).float()) / 2
+            logits = _tta_logits(model, x, mode)
         outputs.append(logits.cpu())
     model.train(was_training)
     return torch.cat(outputs) if outputs else torch.empty(0, 0)
@@ -78,7 +103,7 @@ def score(logits: Tensor, labels: Tensor, classes: tuple[str, ...] = CLASSES) ->
 
 
 def evaluate(model: nn.Module, images: Tensor, labels: Tensor, normalization: Normalization, *,
-             tta: bool = False, batch_size: int = 1024, amp: str = "auto") -> Evaluation:
+             tta: bool | str = False, batch_size: int = 1024, amp: str = "auto") -> Evaluation:
     """Accuracy, per-class accuracy, confusion matrix and predictions of ``model`` on the images."""
     logits = predict_logits(model, images, normalization, batch_size=batch_size, tta=tta, amp=amp)
     return score(logits, labels.cpu())

@@ -73,12 +73,13 @@ def validate_submission(path: str | os.PathLike, ids, columns: tuple[str, str] =
 
 
 def predict_submission(checkpoint: str | os.PathLike, pickle_path: str | os.PathLike,
-                       out: str | os.PathLike = "submission.csv", *, tta: bool = False,
+                       out: str | os.PathLike = "submission.csv", *, tta: bool | str = False,
                        columns: tuple[str, str] = COLUMNS, batch_size: int = 1024,
                        device: torch.device | str | None = None) -> Path:
     """Predict every image of the Kaggle pickle with a checkpoint; write and validate the CSV.
 
-    The images are normalized with the statistics stored in the checkpoint, exactly as in training.
+    The images are normalized with the statistics stored in the checkpoint, exactly as in training;
+    ``tta`` is as for ``predict_logits`` (True or 'flip', or 'flip-shift').
     """
     model, ckpt = load_model(checkpoint, device)
     images, ids = load_kaggle_pickle(pickle_path)

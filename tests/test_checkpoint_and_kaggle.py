@@ -96,6 +96,19 @@ def test_flip_tta_averages_an_image_and_its_mirror(trained, smoke_data):
     assert result.accuracy == pytest.approx((tta.argmax(1) == labels).float().mean().item())
 
 
+def test_flip_shift_tta_weighs_six_views(trained, smoke_data):
+    images = smoke_data.test_images[:20]
+    padded = torch.nn.functional.pad(images, (1, 1, 1, 1), mode="replicate")  # reflect is not for uint8
+    padded[..., 0, :], padded[..., -1, :] = padded[..., 2, :], padded[..., -3, :]
+    padded[..., :, 0], padded[..., :, -1] = padded[..., :, 2], padded[..., :, -3]  # now reflected
+    flip = lambda x: predict_logits(trained.model, x, trained.normalization, tta="flip")  # noqa: E731
+    expected = (flip(images) / 2 + flip(padded[..., :-2, :-2]) / 4 + flip(padded[..., 2:, 2:]) / 4)
+    got = predict_logits(trained.model, images, trained.normalization, tta="flip-shift", batch_size=6)
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="flip-shift"):
+        predict_logits(trained.model, images, trained.normalization, tta="rotate")
+
+
 def test_end_to_end_submission_scores_what_evaluate_says(trained, smoke_data, tmp_path):
     """Train, evaluate, predict a Kaggle pickle of the same images in shuffled order, compare."""
     result = evaluate(trained.model, smoke_data.test_images, smoke_data.test_labels, trained.normalization)
