@@ -139,6 +139,8 @@ class TrainConfig:
     decay of the learning rate are laid out over that time.
     ``amp`` is 'auto' (bf16 autocast on CUDA, and on CPUs with native bf16), 'bf16', 'fp16'
     (CUDA only) or 'off'. ``val_size`` None holds out 10% of the training images.
+    ``bias_lr_scale`` multiplies the learning rate of every bias (BatchNorm's and the classifier's);
+    ``whiten_stem`` starts the stem from whitening filters of the training images and freezes it.
     """
 
     epochs: int = 30
@@ -149,6 +151,8 @@ class TrainConfig:
     nesterov: bool = True
     weight_decay: float = 5e-4
     label_smoothing: float = 0.1
+    bias_lr_scale: float = 1.0
+    whiten_stem: bool = False
     warmup: float = 0.05
     crop_padding: int = 4
     flip: bool = True

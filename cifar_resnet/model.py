@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .config import ModelConfig
@@ -76,6 +77,29 @@ class ResNet(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         x = self.stages(self.stem(x))
         return self.fc(self.flatten(self.pool(x)))
+
+
+@torch.no_grad()
+def whiten_stem(model: ResNet, images: Tensor, eps: float = 5e-4) -> None:
+    """Set the stem's filters to whitening filters of ``images`` (normalized, (N, 3, 32, 32)) and freeze them.
+
+    The filters are the leading eigenvectors of the covariance of the images' FxF patches, each
+    scaled by 1/sqrt(eigenvalue) and paired with its negative, so that the ReLU after the stem
+    keeps both signs. The stem then starts from decorrelated edges and colour contrasts instead
+    of noise (airbench's patch-whitening initialization); channels beyond twice the patch size
+    keep their random filters.
+    """
+    weight = model.stem[0].weight
+    out_channels, in_channels, k, _ = weight.shape
+    patches = F.unfold(images.float(), k).transpose(1, 2).reshape(-1, in_channels * k * k)
+    covariance = patches.T @ patches / len(patches)
+    eigenvalues, eigenvectors = torch.linalg.eigh(covariance)  # ascending
+    order = eigenvalues.argsort(descending=True)
+    filters = eigenvectors.T[order] / torch.sqrt(eigenvalues[order] + eps).unsqueeze(1)
+    pairs = min(out_channels // 2, len(filters))
+    filters = filters[:pairs].view(pairs, in_channels, k, k)
+    weight[:2 * pairs] = torch.cat([filters, -filters]).to(weight)
+    weight.requires_grad_(False)
 
 
 def build_model(config: ModelConfig, device: torch.device | str | None = None) -> ResNet:

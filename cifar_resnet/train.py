@@ -1,8 +1,8 @@
 """``fit``: the one training loop for the notebooks, the command line and the benchmarks.
 
-The training images stay on the device as uint8; each step augments a batch there, normalizes
-it, runs forward and backward under autocast and takes a Nesterov SGD step whose learning rate
-follows a linear warmup and a cosine decay computed per step. Each epoch ends with a validation
+The training images stay on the device as uint8 and are augmented there a few batches at a time;
+each step normalizes a batch, runs forward and backward under autocast and takes a Nesterov SGD
+step whose learning rate follows a linear warmup and a cosine decay computed per step. Each epoch ends with a validation
 pass, a history row and an atomic checkpoint from which ``resume=True`` continues the same run.
 """
 from __future__ import annotations
@@ -27,9 +27,10 @@ from .device import autocast_dtype, device_description, select_device
 from .errors import CifarResnetError
 from .evaluate import predict_logits
 from .files import atomic_write
-from .model import ResNet, build_model
+from .model import ResNet, build_model, whiten_stem
 
 CHECKPOINT_FILE = "checkpoint.pt"
+AUGMENT_CHUNK = 4096  # images augmented per call (uint8: 12 MB), whole batches of them
 HISTORY_FIELDS = ("epoch", "step", "lr", "train_loss", "train_acc", "val_loss", "val_acc",
                   "images_per_s", "seconds", "elapsed")
 
@@ -60,11 +61,14 @@ def lr_at(progress: float, peak: float, warmup: float) -> float:
     return peak * 0.5 * (1 + math.cos(math.pi * (progress - warmup) / (1 - warmup)))
 
 
-def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Weight decay on conv and linear weights only, not on BatchNorm parameters or biases."""
-    decay = [p for p in model.parameters() if p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.ndim <= 1]
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+def parameter_groups(model: nn.Module, weight_decay: float, bias_lr_scale: float = 1.0) -> list[dict]:
+    """Weight decay on conv and linear weights only. BatchNorm weights and all biases get none, and
+    the biases learn ``bias_lr_scale`` times faster than the schedule says. Frozen parameters are left out."""
+    named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    return [{"params": [p for _, p in named if p.ndim > 1], "weight_decay": weight_decay, "lr_scale": 1.0},
+            {"params": [p for n, p in named if p.ndim <= 1 and not n.endswith("bias")], "weight_decay": 0.0,
+             "lr_scale": 1.0},
+            {"params": [p for n, p in named if n.endswith("bias")], "weight_decay": 0.0, "lr_scale": bias_lr_scale}]
 
 
 def write_history(history: list[dict], run_dir: Path) -> None:
@@ -119,7 +123,9 @@ def fit(model_config: ModelConfig, train_config: TrainConfig | None, data: Cifar
     model = build_model(model_config).to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.SGD(parameter_groups(model, cfg.weight_decay), lr=cfg.lr,
+    if cfg.whiten_stem:
+        whiten_stem(model, normalization(data.train_images[train_idx[:5000]]))
+    optimizer = torch.optim.SGD(parameter_groups(model, cfg.weight_decay, cfg.bias_lr_scale), lr=cfg.lr,
                                 momentum=cfg.momentum, nesterov=cfg.nesterov)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     state = Checkpoint(model_config, normalization, {}, cfg)
@@ -135,6 +141,7 @@ def fit(model_config: ModelConfig, train_config: TrainConfig | None, data: Cifar
     val_x, val_y = data.train_images[val_idx], data.train_labels[val_idx]
     batch_size = min(cfg.batch_size, len(train_x))
     steps_per_epoch = len(train_x) // batch_size
+    batches_per_chunk = max(1, AUGMENT_CHUNK // batch_size)
     total_steps = None if cfg.minutes else steps_per_epoch * cfg.epochs
     budget = cfg.minutes * 60 if cfg.minutes else None
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
@@ -177,14 +184,16 @@ def fit(model_config: ModelConfig, train_config: TrainConfig | None, data: Cifar
                 break
             lr = lr_at(progress_at(), cfg.lr, cfg.warmup)
             for group in optimizer.param_groups:
-                group["lr"] = lr
-            idx = order[i * batch_size:(i + 1) * batch_size]
-            x = augment(train_x[idx], crop_padding=cfg.crop_padding, flip=cfg.flip, erasing=cfg.erasing,
-                        randaugment=cfg.randaugment, fill=fill, generator=generator)
-            x = normalization(x)
+                group["lr"] = lr * group["lr_scale"]
+            if i % batches_per_chunk == 0:  # augment the next few batches in one go: far fewer, larger calls
+                idx = order[i * batch_size:(i + batches_per_chunk) * batch_size]
+                chunk_x = augment(train_x[idx], crop_padding=cfg.crop_padding, flip=cfg.flip, erasing=cfg.erasing,
+                                  randaugment=cfg.randaugment, fill=fill, generator=generator)
+                chunk_y = train_y[idx]
+            in_chunk = slice((i % batches_per_chunk) * batch_size, (i % batches_per_chunk + 1) * batch_size)
+            x, y = normalization(chunk_x[in_chunk]), chunk_y[in_chunk]
             if cfg.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            y = train_y[idx]
             try:
                 with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
                     logits = net(x)

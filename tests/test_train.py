@@ -28,14 +28,47 @@ def test_lr_schedule_warms_up_linearly_then_decays_continuously_to_zero():
     assert lr_at(0.3, peak, 0.0) == pytest.approx(peak * 0.5 * (1 + math.cos(math.pi * 0.3)))
 
 
-def test_no_weight_decay_on_batchnorm_and_biases():
+def test_no_weight_decay_on_batchnorm_and_biases_and_a_faster_learning_rate_for_biases():
     model = build_model(TINY)
-    decay, no_decay = parameter_groups(model, 5e-4)
-    assert decay["weight_decay"] == 5e-4 and no_decay["weight_decay"] == 0
-    bn_and_bias = {id(p) for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d) for p in m.parameters()}
-    bn_and_bias.add(id(model.fc.bias))
-    assert {id(p) for p in no_decay["params"]} == bn_and_bias
-    assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
+    decay, bn_weights, biases = parameter_groups(model, 5e-4, bias_lr_scale=8.0)
+    assert decay["weight_decay"] == 5e-4 and bn_weights["weight_decay"] == biases["weight_decay"] == 0
+    assert (decay["lr_scale"], bn_weights["lr_scale"], biases["lr_scale"]) == (1.0, 1.0, 8.0)
+    bn = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert {id(p) for p in bn_weights["params"]} == {id(m.weight) for m in bn}
+    assert {id(p) for p in biases["params"]} == {id(m.bias) for m in bn} | {id(model.fc.bias)}
+    assert sum(len(g["params"]) for g in (decay, bn_weights, biases)) == len(list(model.parameters()))
+    model.stem[0].weight.requires_grad_(False)  # frozen parameters are left out
+    assert sum(len(g["params"]) for g in parameter_groups(model, 5e-4)) == len(list(model.parameters())) - 1
+
+
+def test_each_group_follows_the_schedule_times_its_scale(smoke_data):
+    config = TrainConfig(epochs=1, batch_size=100, lr=0.1, warmup=0.0, bias_lr_scale=4.0, val_size=100, amp="off")
+    seen = []
+    original = torch.optim.SGD.step
+
+    def spy(self, *args, **kwargs):
+        seen.append([g["lr"] for g in self.param_groups])
+        return original(self, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(torch.optim.SGD, "step", spy)
+        fit(TINY, config, smoke_data, progress=False)
+    weights, bn_weights, biases = seen[0]
+    assert weights == bn_weights == pytest.approx(lr_at(0.5 / len(seen), 0.1, 0.0))
+    assert biases == pytest.approx(4 * weights)
+
+
+def test_whitened_stem_is_frozen_and_decorrelates_the_patches(smoke_data):
+    result = fit(TINY, TrainConfig(**{**QUICK.to_dict(), "epochs": 1, "whiten_stem": True}), smoke_data,
+                 progress=False)
+    stem = result.model.stem[0]
+    assert not stem.weight.requires_grad
+    x = result.normalization(smoke_data.train_images[:500])
+    out = torch.nn.functional.conv2d(x, stem.weight[:stem.weight.shape[0] // 2], padding=1)
+    out = out[..., 1:-1, 1:-1].permute(1, 0, 2, 3).flatten(1)  # interior pixels: no zero padding
+    covariance = out @ out.T / out.shape[1]
+    torch.testing.assert_close(covariance, torch.eye(len(covariance)), atol=0.2, rtol=0)
+    torch.testing.assert_close(stem.weight[:8], -stem.weight[8:16])  # each filter beside its negative
 
 
 def test_fit_learns_and_writes_checkpoint_and_history(smoke_data, tmp_path):
