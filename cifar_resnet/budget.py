@@ -151,6 +151,18 @@ def count_flops(config: ModelConfig) -> int:
     return counter.get_total_flops()
 
 
+def count_training_flops(config: ModelConfig) -> int:
+    """FLOPs of one training image, forward and backward, measured by torch.utils.flop_counter.
+
+    Times the images a run sees (steps x batch size), this is the run's training cost.
+    """
+    model = build_model(config, device="meta").train()
+    counter = FlopCounterMode(display=False)
+    with counter:
+        model(torch.empty(1, 3, IMAGE_SIZE, IMAGE_SIZE, device="meta")).sum().backward()
+    return counter.get_total_flops()
+
+
 def count_parameters(config: ModelConfig, budget: int = PARAMETER_BUDGET) -> ParameterReport:
     """The parameter and FLOP report for ``config``, computed from the configuration (instant)."""
     return ParameterReport(config, layer_counts(config), budget)

@@ -219,6 +219,21 @@ PRESETS: dict[str, Preset] = {
         ModelConfig(blocks=(1, 1, 1), channels=(32, 64, 128), kernel=3, skip_kernel=1, pool=8),
         "a small fast 3-stage network for quick experiments",
         TrainConfig(epochs=15, batch_size=256, lr=0.2)),
+    "cpu-fast": Preset(
+        ModelConfig(blocks=(1, 1, 1, 1), channels=(16, 64, 192, 384), kernel=3, skip_kernel=1, pool=4),
+        "a 4-stage network and recipe for 15 minutes on a 2-core CPU (thin at 32x32, wide at 8x8 and 4x4)",
+        TrainConfig(minutes=15, batch_size=512, lr=0.4, weight_decay=2.5e-3, label_smoothing=0.2,
+                    bias_lr_scale=16, whiten_stem=True, warmup=0.1, crop_padding=2, erasing=0.0)),
+    "gpu-94": Preset(
+        ModelConfig(blocks=(1, 1, 1, 1), channels=(32, 96, 256, 384), kernel=3, skip_kernel=1, pool=4),
+        "a GPU recipe aimed at 94% on the official test set (accuracy not yet measured on a GPU)",
+        TrainConfig(epochs=16, batch_size=512, lr=0.4, weight_decay=2.5e-3, label_smoothing=0.2,
+                    bias_lr_scale=16, whiten_stem=True, warmup=0.1, crop_padding=2, erasing=0.0, val_size=0)),
+    "gpu-95": Preset(
+        ModelConfig(blocks=(1, 1, 1, 1), channels=(32, 128, 256, 512), kernel=3, skip_kernel=1, pool=4),
+        "a GPU recipe aimed at 95% on the official test set within 1.5 PFLOPs (not yet measured on a GPU)",
+        TrainConfig(epochs=26, batch_size=512, lr=0.4, weight_decay=2.5e-3, label_smoothing=0.2,
+                    bias_lr_scale=16, whiten_stem=True, warmup=0.1, crop_padding=4, erasing=0.0, val_size=0)),
     "tiny": Preset(
         ModelConfig(blocks=(1, 1, 1), channels=(16, 32, 64), kernel=3, skip_kernel=1, pool=8),
         "a minute-scale network for smoke runs and tests on the CPU",

@@ -2,7 +2,7 @@ import random
 
 import pytest
 
-from cifar_resnet.budget import count_flops, count_parameters, layer_counts
+from cifar_resnet.budget import count_flops, count_parameters, count_training_flops, layer_counts
 from cifar_resnet.config import PARAMETER_BUDGET, PRESETS, ModelConfig
 from cifar_resnet.model import build_model
 
@@ -60,6 +60,15 @@ def test_flops_from_the_config_match_torch_flop_counter(seed):
 
 def test_flops_of_the_reference_model():
     assert count_flops(PRESETS["reference"].model) == count_parameters(PRESETS["reference"].model).flops == 1_538_081_952
+
+
+def test_training_flops_are_forward_and_backward():
+    """About 3x the forward pass: the backward pass computes input and weight gradients of every
+    layer but the first, whose input needs no gradient."""
+    config = PRESETS["reference"].model
+    stem_input_gradient = 2 * 3 * 66 * 9 * 32 * 32
+    assert count_training_flops(config) == 3 * count_flops(config) - stem_input_gradient
+    assert 13.8e15 < count_training_flops(config) * 60 * 49_920 < 13.9e15  # the reference recipe: ~14 PFLOPs
 
 
 def test_report_as_json_and_table():
