@@ -1,7 +1,8 @@
 """The reference course pipeline and cifar_resnet, measured side by side in one run.
 
 B1 augmentation   images/s: per-image PIL pipeline in a DataLoader (batch 128, 2 workers)
-                  vs cifar_resnet.augment on whole uint8 batches (same operations, RandAugment included)
+                  vs cifar_resnet.augment on uint8 chunks of 4,096 images, as fit calls it (same
+                  operations, RandAugment included)
 B2 training step  images/s of full steps on the 4,916,284-parameter reference model: NCHW float32 fed by
                   the reference loader vs cifar_resnet.fit (channels_last, bf16 autocast where the CPU
                   has native bf16, batched augmentation on the device)
@@ -26,44 +27,13 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from reference import BATCH, REFERENCE, reference_loader
 
-from cifar_resnet import Normalization, TrainConfig, build_model, fit, load_cifar10, predict_logits  # noqa: E402
-from cifar_resnet.augment import augment  # noqa: E402
-from cifar_resnet.config import PRESETS  # noqa: E402
-from cifar_resnet.device import cpu_has_bf16, device_description, select_device  # noqa: E402
-
-REFERENCE = PRESETS["reference"].model
-BATCH = 128
-
-
-class ReferenceDataset(Dataset):
-    """The reference project's way: one PIL image at a time through torchvision.transforms."""
-
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, normalization: Normalization):
-        from torchvision import transforms as T
-
-        self.images = images.permute(0, 2, 3, 1).numpy()  # HWC for PIL
-        self.labels = labels.tolist()
-        self.transform = T.Compose([
-            T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.RandAugment(2, 9), T.ToTensor(),
-            T.RandomErasing(p=0.5), T.Normalize(normalization.mean, normalization.std)])
-
-    def __len__(self):
-        return len(self.labels)
-
-    def __getitem__(self, i):
-        from PIL import Image
-
-        return self.transform(Image.fromarray(self.images[i])), self.labels[i]
-
-
-def reference_loader(images, labels, normalization) -> DataLoader:
-    return DataLoader(ReferenceDataset(images, labels, normalization), batch_size=BATCH, shuffle=True,
-                      num_workers=2, drop_last=True, persistent_workers=False)
-
+from cifar_resnet import Normalization, TrainConfig, build_model, fit, load_cifar10, predict_logits
+from cifar_resnet.augment import augment
+from cifar_resnet.device import cpu_has_bf16, device_description, select_device
+from cifar_resnet.train import AUGMENT_CHUNK
 
 def b1_augmentation(images, labels, normalization, n_images: int) -> dict:
     """Images/s of the augmentation alone, each way, over ``n_images`` images after one warm-up batch."""
@@ -77,7 +47,8 @@ def b1_augmentation(images, labels, normalization, n_images: int) -> dict:
 
     fill = tuple(round(255 * m) for m in normalization.mean)
     generator = torch.Generator().manual_seed(0)
-    batch = lambda i: images[(i * BATCH) % (len(images) - BATCH):][:BATCH]  # noqa: E731
+    chunk = min(AUGMENT_CHUNK, len(images) // 2)  # as fit augments: a few batches per call
+    batch = lambda i: images[(i * chunk) % (len(images) - chunk):][:chunk]  # noqa: E731
     normalization(augment(batch(0), randaugment=True, fill=fill, generator=generator))
     start, seen, i = time.perf_counter(), 0, 1
     while seen < n_images:
@@ -161,7 +132,7 @@ def main(argv=None) -> int:
     device = select_device()
     data = load_cifar10(smoke=args.smoke)
     normalization = Normalization.from_images(data.train_images)
-    sizes = dict(aug=256, steps=1, infer=256) if args.smoke else dict(aug=3072, steps=6, infer=args.images)
+    sizes = dict(aug=256, steps=1, infer=256) if args.smoke else dict(aug=16_384, steps=6, infer=args.images)
     print(f"{data}\ndevice: {device_description(device)}; torch {torch.__version__}; {platform.processor() or platform.machine()}")
 
     b1 = b1_augmentation(data.train_images, data.train_labels, normalization, sizes["aug"])

@@ -15,3 +15,23 @@ def test_compare_quick_smoke_prints_the_ratios():
     for key in ("aug_ratio", "train_ratio", "infer_time_ratio", "infer_mem_ratio"):
         assert result[key] > 0, key
     assert "B1 augmentation" in proc.stdout and "B3 peak memory" in proc.stdout
+
+
+def test_time_to_accuracy_smoke_prints_both_curves(tmp_path):
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "time_to_accuracy.py"), "--smoke",
+                           "--minutes", "0.05", "--points", "2", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert len(result["reference_curve"]) == 2 and result["cpu_fast_curve"]
+    assert set(result["cpu_fast_test_acc"]) == {"off", "flip", "flip-shift"}
+    assert (tmp_path / "time_to_accuracy.png").stat().st_size > 0
+
+
+def test_training_flops_of_the_gpu_recipes():
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "training_flops.py")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["gpu_95_pflops"] <= 1.5 and result["gpu_94_pflops"] < result["gpu_95_pflops"]
+    assert 13.8 < result["reference_pflops"] < 13.9

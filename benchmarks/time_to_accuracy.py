@@ -1,0 +1,145 @@
+"""B4 time to accuracy: `cifar_resnet train --preset cpu-fast --minutes M` beside the reference recipe
+trained for the same M minutes, on the same training split, in one run on this machine.
+
+cpu-fast runs as the command line runs it (a fresh process; its clock includes its per-epoch
+validation). The reference recipe (benchmarks/reference.py) is scored on the same validation split
+at a few points, with its clock paused while it is scored. Both end with the accuracy on the test
+images. Prints a table, then one JSON line; writes the accuracy-vs-minutes figure to --figure.
+  python benchmarks/time_to_accuracy.py                  # 15 minutes each, about 35 minutes in all
+  python benchmarks/time_to_accuracy.py --smoke --minutes 0.1   # seconds: checks that it runs
+Data: $CIFAR_RESNET_DATA (real CIFAR-10), or the synthetic smoke data with --smoke.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from reference import REFERENCE, reference_loader, reference_optimizer
+
+from cifar_resnet import Normalization, build_model, evaluate, get_preset, load_cifar10, load_model, read_history
+from cifar_resnet.data import train_val_split
+from cifar_resnet.device import device_description, select_device
+from cifar_resnet.plots import save_figure
+
+PRESET = "cpu-fast"
+
+
+def train_cpu_fast(minutes: float, out: Path, smoke: bool) -> list[dict]:
+    """`python -m cifar_resnet train --preset cpu-fast --minutes M --out OUT`, exactly as a user runs it."""
+    command = [sys.executable, "-m", "cifar_resnet", "train", "--preset", PRESET, "--minutes", str(minutes),
+               "--out", str(out)] + (["--smoke"] if smoke else [])
+    print("$", " ".join(command[1:]), flush=True)
+    subprocess.run(command, check=True)
+    return read_history(out)
+
+
+@torch.no_grad()
+def reference_accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+                       normalization: Normalization) -> float:
+    model.eval()
+    correct = sum((model(normalization(images[i:i + 500])).argmax(1) == labels[i:i + 500]).sum().item()
+                  for i in range(0, len(images), 500))
+    model.train()
+    return correct / max(1, len(labels))
+
+
+def train_reference(data, train_idx, val_idx, normalization, minutes: float, points: int) -> tuple[list[dict], nn.Module]:
+    """The reference recipe for ``minutes`` of training time, scored on the validation split ``points`` times."""
+    torch.manual_seed(0)
+    model = build_model(REFERENCE)
+    loader = reference_loader(data.train_images[train_idx], data.train_labels[train_idx], normalization)
+    optimizer, schedule = reference_optimizer(model, len(loader))
+    criterion = nn.CrossEntropyLoss()
+    val_x, val_y = data.train_images[val_idx], data.train_labels[val_idx]
+    marks = [minutes * 60 * (k + 1) / points for k in range(points)]
+    curve, seen, paused = [], 0, 0.0
+    start = time.perf_counter()
+    while marks:
+        for x, y in loader:  # the clock runs while the loader works too, as it does for the user
+            loss = criterion(model(x), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            seen += len(y)
+            trained = time.perf_counter() - start - paused
+            if trained >= marks[0]:
+                scoring = time.perf_counter()
+                curve.append({"minutes": trained / 60, "images": seen,
+                              "val_acc": reference_accuracy(model, val_x, val_y, normalization)})
+                paused += time.perf_counter() - scoring
+                print(f"reference recipe: {curve[-1]}", flush=True)
+                marks.pop(0)
+                if not marks:
+                    break
+    return curve, model
+
+
+def accuracy_figure(reference: list[dict], project: list[dict], minutes: float):
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot([0] + [p["minutes"] for p in reference], [10] + [100 * p["val_acc"] for p in reference], "-s",
+            label="reference recipe (4.9M-parameter ResNet, PIL pipeline, float32)")
+    ax.plot([0] + [h["elapsed"] / 60 for h in project], [10] + [100 * h["val_acc"] for h in project], "-o", ms=4,
+            label=f"cifar_resnet --preset {PRESET}")
+    ax.axhline(90, color="gray", lw=0.8, ls="--")
+    ax.set(xlabel="training time (minutes)", ylabel="validation accuracy (%)", xlim=(0, minutes * 1.02),
+           ylim=(0, 100), title="accuracy vs. minutes on this CPU")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=15.0, help="training time of each run")
+    parser.add_argument("--points", type=int, default=3, help="validation scores of the reference run")
+    parser.add_argument("--out", default="runs/benchmark-b4", help="folder for the cpu-fast run")
+    parser.add_argument("--figure", help="where to save the accuracy-vs-minutes figure (default: in --out)")
+    parser.add_argument("--smoke", action="store_true", help="tiny subset or synthetic data: checks that it runs")
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+
+    device = select_device("cpu")
+    data = load_cifar10(smoke=args.smoke)
+    preset = get_preset(PRESET)
+    train_idx, val_idx = train_val_split(data.train_labels, preset.train.val_size, preset.train.seed)
+    print(f"{data}\ndevice: {device_description(device)}; torch {torch.__version__}", flush=True)
+
+    history = train_cpu_fast(args.minutes, out / PRESET, args.smoke)
+    model, checkpoint = load_model(out / PRESET / "checkpoint.pt", "cpu")
+    project_test = {mode: evaluate(model, data.test_images, data.test_labels, checkpoint.normalization,
+                                   tta=mode).accuracy for mode in ("off", "flip", "flip-shift")}
+
+    normalization = Normalization.from_images(data.train_images[train_idx])
+    curve, reference_model = train_reference(data, train_idx, val_idx, normalization, args.minutes, args.points)
+    reference_test = reference_accuracy(reference_model, data.test_images, data.test_labels, normalization)
+
+    print(f"\n{'minutes':>8} {'reference val':>14} {PRESET + ' val':>13}")
+    for point in curve:
+        done = [h for h in history if h["elapsed"] <= point["minutes"] * 60 + 1]
+        ours = f"{100 * done[-1]['val_acc']:.2f}%" if done else "-"
+        print(f"{point['minutes']:>8.1f} {100 * point['val_acc']:>13.2f}% {ours:>13}")
+    print(f"test accuracy on {len(data.test_labels):,} images: reference {100 * reference_test:.2f}%; {PRESET} "
+          + ", ".join(f"{100 * a:.2f}% (TTA {m})" for m, a in project_test.items()))
+    figure = Path(args.figure) if args.figure else out / "time_to_accuracy.png"
+    save_figure(accuracy_figure(curve, history, args.minutes), figure)
+    print(json.dumps({"minutes": args.minutes, "reference_curve": curve, "reference_test_acc": reference_test,
+                      "cpu_fast_curve": [{k: h[k] for k in ("epoch", "elapsed", "val_acc", "images_per_s")}
+                                         for h in history],
+                      "cpu_fast_test_acc": project_test, "figure": str(figure), "data": data.source,
+                      "synthetic": data.synthetic, "device": device_description(device)}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
