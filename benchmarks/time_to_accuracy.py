@@ -24,6 +24,7 @@ from torch import nn
 from reference import REFERENCE, reference_loader, reference_optimizer
 
 from cifar_resnet import Normalization, build_model, evaluate, get_preset, load_cifar10, load_model, read_history
+from cifar_resnet.budget import count_training_flops
 from cifar_resnet.data import train_val_split
 from cifar_resnet.device import device_description, select_device
 from cifar_resnet.plots import save_figure
@@ -133,7 +134,10 @@ def main(argv=None) -> int:
           + ", ".join(f"{100 * a:.2f}% (TTA {m})" for m, a in project_test.items()))
     figure = Path(args.figure) if args.figure else out / "time_to_accuracy.png"
     save_figure(accuracy_figure(curve, history, args.minutes), figure)
-    print(json.dumps({"minutes": args.minutes, "reference_curve": curve, "reference_test_acc": reference_test,
+    steps = history[-1]["step"] if history else 0
+    pflops = count_training_flops(preset.model, preset.train.whiten_stem) * steps * preset.train.batch_size / 1e15
+    print(f"{PRESET} trained on {steps * preset.train.batch_size:,} images: {pflops:.3f} PFLOPs (forward and backward)")
+    print(json.dumps({"minutes": args.minutes, "cpu_fast_pflops": pflops, "reference_curve": curve, "reference_test_acc": reference_test,
                       "cpu_fast_curve": [{k: h[k] for k in ("epoch", "elapsed", "val_acc", "images_per_s")}
                                          for h in history],
                       "cpu_fast_test_acc": project_test, "figure": str(figure), "data": data.source,

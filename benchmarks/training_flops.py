@@ -25,8 +25,9 @@ def images_seen(epochs: int, batch_size: int, val_size: int | None) -> int:
     return epochs * (train // batch_size) * batch_size
 
 
-def recipe_row(name: str, model, epochs: int, batch_size: int, val_size: int | None) -> dict:
-    per_image = count_training_flops(model)
+def recipe_row(name: str, model, epochs: int, batch_size: int, val_size: int | None,
+               frozen_stem: bool = False) -> dict:
+    per_image = count_training_flops(model, frozen_stem)
     seen = images_seen(epochs, batch_size, val_size)
     return {"recipe": name, "parameters": count_parameters(model).total, "train_flops_per_image": per_image,
             "epochs": epochs, "images_seen": seen, "pflops": per_image * seen / 1e15}
@@ -36,7 +37,8 @@ def main() -> int:
     rows = [recipe_row("reference (60 epochs, batch 128)", REFERENCE, EPOCHS, BATCH, 0)]
     for name in ("gpu-94", "gpu-95"):
         train = PRESETS[name].train
-        rows.append(recipe_row(name, PRESETS[name].model, train.epochs, train.batch_size, train.val_size))
+        rows.append(recipe_row(name, PRESETS[name].model, train.epochs, train.batch_size, train.val_size,
+                               frozen_stem=train.whiten_stem))
     print(f"{'recipe':<34} {'parameters':>11} {'GFLOPs/image':>13} {'epochs':>7} {'images':>11} {'PFLOPs':>7}")
     for r in rows:
         print(f"{r['recipe']:<34} {r['parameters']:>11,} {r['train_flops_per_image'] / 1e9:>13.3f} "

@@ -151,12 +151,14 @@ def count_flops(config: ModelConfig) -> int:
     return counter.get_total_flops()
 
 
-def count_training_flops(config: ModelConfig) -> int:
+def count_training_flops(config: ModelConfig, frozen_stem: bool = False) -> int:
     """FLOPs of one training image, forward and backward, measured by torch.utils.flop_counter.
 
     Times the images a run sees (steps x batch size), this is the run's training cost.
+    ``frozen_stem``: the stem's weights get no gradient (a run with ``whiten_stem``).
     """
     model = build_model(config, device="meta").train()
+    model.stem[0].weight.requires_grad_(not frozen_stem)
     counter = FlopCounterMode(display=False)
     with counter:
         model(torch.empty(1, 3, IMAGE_SIZE, IMAGE_SIZE, device="meta")).sum().backward()

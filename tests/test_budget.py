@@ -69,6 +69,8 @@ def test_training_flops_are_forward_and_backward():
     stem_input_gradient = 2 * 3 * 66 * 9 * 32 * 32
     assert count_training_flops(config) == 3 * count_flops(config) - stem_input_gradient
     assert 13.8e15 < count_training_flops(config) * 60 * 49_920 < 13.9e15  # the reference recipe: ~14 PFLOPs
+    stem_weight_gradient = 2 * 3 * 66 * 9 * 32 * 32  # not computed when the stem is frozen (whiten_stem)
+    assert count_training_flops(config) - count_training_flops(config, frozen_stem=True) == stem_weight_gradient
 
 
 def test_report_as_json_and_table():
