@@ -17,21 +17,26 @@ def _rand(n: int, images: Tensor, generator: torch.Generator | None) -> Tensor:
     return torch.rand(n, device=images.device, generator=generator)
 
 
-def random_crop(images: Tensor, padding: int = 4, generator: torch.Generator | None = None) -> Tensor:
-    """Zero-pad by ``padding`` and cut a random HxW window per image (RandomCrop(32, padding=4)).
+def random_crop(images: Tensor, padding: int = 4, generator: torch.Generator | None = None,
+                flip: float = 0.0) -> Tensor:
+    """Zero-pad by ``padding`` and cut a random HxW window per image (RandomCrop(32, padding=4));
+    with ``flip`` > 0, also mirror each window with that probability (as ``random_flip`` would after).
 
     One gather over the padded batch: each output pixel reads the padded pixel its image's shift
-    points at.
+    (and mirroring) points at.
     """
     if padding == 0:
-        return images
+        return random_flip(images, flip, generator) if flip else images
     n, c, h, w = images.shape
     padded = F.pad(images, (padding,) * 4)
     dy = torch.randint(0, 2 * padding + 1, (n,), device=images.device, generator=generator)
     dx = torch.randint(0, 2 * padding + 1, (n,), device=images.device, generator=generator)
     rows = dy.view(n, 1, 1) + torch.arange(h, device=images.device).view(1, h, 1)
-    cols = dx.view(n, 1, 1) + torch.arange(w, device=images.device).view(1, 1, w)
-    index = (rows * (w + 2 * padding) + cols).view(n, 1, h * w).expand(n, c, h * w)
+    cols = torch.arange(w, device=images.device).view(1, 1, w)
+    if flip:
+        mirror = (_rand(n, images, generator) < flip).view(n, 1, 1)
+        cols = torch.where(mirror, w - 1 - cols, cols)
+    index = (rows * (w + 2 * padding) + dx.view(n, 1, 1) + cols).view(n, 1, h * w).expand(n, c, h * w)
     return padded.flatten(2).gather(2, index).view(n, c, h, w)
 
 
@@ -111,9 +116,11 @@ def _rand_augment_ops(magnitude: int, num_bins: int, size: int) -> list[tuple]:
         return TF.affine(x, angle=0.0, translate=[0, 0], scale=1.0, shear=[angle, 0.0] if axis == 0 else [0.0, angle],
                          interpolation=nearest, center=[0, 0])
 
-    def translate(x, m, axis):
-        shift = [int(m), 0] if axis == 0 else [0, int(m)]
-        return TF.affine(x, angle=0.0, translate=shift, scale=1.0, shear=[0.0, 0.0], interpolation=nearest)
+    def translate(x, m, axis):  # TF.affine(translate=[int(m), 0] or [0, int(m)]) with nearest: a plain shift
+        dim, shift = (-1 if axis == 0 else -2), int(m)
+        size, out = x.shape[dim] - abs(shift), torch.zeros_like(x)
+        out.narrow(dim, max(shift, 0), size).copy_(x.narrow(dim, max(-shift, 0), size))
+        return out
 
     return [
         (lambda x, m: shear(x, m, 0), at(0.3), True),
@@ -166,9 +173,7 @@ def rand_augment(images: Tensor, num_ops: int = 2, magnitude: int = 9, num_bins:
 def augment(images: Tensor, *, crop_padding: int = 4, flip: bool = True, erasing: float = 0.5,
             randaugment: bool = False, fill=0, generator: torch.Generator | None = None) -> Tensor:
     """The training augmentation: crop, flip, (RandAugment), random erasing, in the reference order."""
-    images = random_crop(images, crop_padding, generator)
-    if flip:
-        images = random_flip(images, generator=generator)
+    images = random_crop(images, crop_padding, generator, flip=0.5 if flip else 0.0)
     if randaugment:
         images = rand_augment(images, generator=generator)
     if erasing > 0:

@@ -55,8 +55,8 @@ def predict_logits(model: nn.Module, images: Tensor, normalization: Normalizatio
     model.eval()
     outputs = []
     for start in range(0, len(images), batch_size):
-        x = normalization(images[start:start + batch_size].to(device, non_blocking=True))
-        x = x.contiguous(memory_format=torch.channels_last)
+        x = images[start:start + batch_size].to(device, non_blocking=True)
+        x = normalization(x.contiguous(memory_format=torch.channels_last))
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
             logits = _tta_logits(model, x, mode)
         outputs.append(logits.cpu())

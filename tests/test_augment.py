@@ -24,6 +24,13 @@ def test_crop_cuts_a_shifted_window_of_the_zero_padded_image(images):
     assert not torch.equal(out, images)
 
 
+def test_crop_with_flip_equals_crop_then_flip(images):
+    for padding in (0, 2, 4):  # one gather draws what crop, then flip, would draw
+        g = gen(7)
+        sequential = random_flip(random_crop(images, padding, g), generator=g)
+        assert torch.equal(random_crop(images, padding, gen(7), flip=0.5), sequential)
+
+
 def test_flip_mirrors_about_half_of_the_images(images):
     out = random_flip(images, generator=gen())
     flipped = [torch.equal(o, i.flip(2)) for o, i in zip(out, images)]
@@ -80,6 +87,15 @@ def test_rand_augment_uses_torchvisions_operations_and_magnitudes(images):
     rotate, rotate_by, signed = ops[4]
     assert signed and rotate_by == pytest.approx(9.0)  # linspace(0, 30, 31)[9]
     assert torch.equal(rotate(images, -rotate_by), TF.rotate(images, -9.0, interpolation=InterpolationMode.NEAREST))
+    for translate, pixels, _ in ops[2:4]:  # shifted by slicing: equal to torchvision's affine
+        for sign in (1, -1):
+            shift = [int(sign * pixels), 0] if translate is ops[2][0] else [0, int(sign * pixels)]
+            assert torch.equal(translate(images, sign * pixels),
+                               TF.affine(images, angle=0.0, translate=shift, scale=1.0, shear=[0.0, 0.0],
+                                         interpolation=InterpolationMode.NEAREST))
+    sharpness, factor, _ = ops[8]
+    for sign in (1, -1):
+        assert torch.equal(sharpness(images, sign * factor), TF.adjust_sharpness(images, 1 + sign * factor))
     posterize, bits, _ = ops[9]
     assert bits == 7 and torch.equal(posterize(images, bits), TF.posterize(images, 7))
     solarize, threshold, _ = ops[10]
