@@ -20,7 +20,7 @@ TTA_MODES = ("off", "flip", "flip-shift")
 
 def tta_mode(tta: bool | str) -> str:
     """'off', 'flip' or 'flip-shift' for ``tta`` given as one of those or as a bool (True = 'flip')."""
-    mode = {False: "off", True: "flip"}.get(tta, tta) if isinstance(tta, bool) else tta
+    mode = ("flip" if tta else "off") if isinstance(tta, bool) else tta
     if mode not in TTA_MODES:
         raise ConfigurationError(f"tta = {tta!r}: use one of {TTA_MODES} (or True for 'flip')")
     return mode

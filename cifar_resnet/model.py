@@ -83,7 +83,7 @@ class ResNet(nn.Module):
 def whiten_stem(model: ResNet, images: Tensor, eps: float = 5e-4) -> None:
     """Set the stem's filters to whitening filters of ``images`` (normalized, (N, 3, 32, 32)) and freeze them.
 
-    The filters are the leading eigenvectors of the covariance of the images' FxF patches, each
+    The filters are the leading eigenvectors of the covariance of the images' 3x3 patches, each
     scaled by 1/sqrt(eigenvalue) and paired with its negative, so that the ReLU after the stem
     keeps both signs. The stem then starts from decorrelated edges and colour contrasts instead
     of noise (airbench's patch-whitening initialization); channels beyond twice the patch size
