@@ -23,7 +23,6 @@ import resource
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -34,6 +33,7 @@ from cifar_resnet import Normalization, TrainConfig, build_model, fit, load_cifa
 from cifar_resnet.augment import augment
 from cifar_resnet.device import cpu_has_bf16, device_description, select_device
 from cifar_resnet.train import AUGMENT_CHUNK
+
 
 def b1_augmentation(images, labels, normalization, n_images: int) -> dict:
     """Images/s of the augmentation alone, each way, over ``n_images`` images after one warm-up batch."""
