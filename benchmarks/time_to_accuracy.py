@@ -41,16 +41,6 @@ def train_cpu_fast(minutes: float, out: Path, smoke: bool) -> list[dict]:
     return read_history(out)
 
 
-@torch.no_grad()
-def reference_accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
-                       normalization: Normalization) -> float:
-    model.eval()
-    correct = sum((model(normalization(images[i:i + 500])).argmax(1) == labels[i:i + 500]).sum().item()
-                  for i in range(0, len(images), 500))
-    model.train()
-    return correct / max(1, len(labels))
-
-
 def train_reference(data, train_idx, val_idx, normalization, minutes: float, points: int) -> tuple[list[dict], nn.Module]:
     """The reference recipe for ``minutes`` of training time, scored on the validation split ``points`` times."""
     torch.manual_seed(0)
@@ -74,7 +64,7 @@ def train_reference(data, train_idx, val_idx, normalization, minutes: float, poi
             if trained >= marks[0]:
                 scoring = time.perf_counter()
                 curve.append({"minutes": trained / 60, "images": seen,
-                              "val_acc": reference_accuracy(model, val_x, val_y, normalization)})
+                              "val_acc": evaluate(model, val_x, val_y, normalization, amp="off").accuracy})
                 paused += time.perf_counter() - scoring
                 print(f"reference recipe: {curve[-1]}", flush=True)
                 marks.pop(0)
@@ -123,7 +113,8 @@ def main(argv=None) -> int:
 
     normalization = Normalization.from_images(data.train_images[train_idx])
     curve, reference_model = train_reference(data, train_idx, val_idx, normalization, args.minutes, args.points)
-    reference_test = reference_accuracy(reference_model, data.test_images, data.test_labels, normalization)
+    reference_test = evaluate(reference_model, data.test_images, data.test_labels, normalization,
+                              amp="off").accuracy  # float32, as the reference does
 
     print(f"\n{'minutes':>8} {'reference val':>14} {PRESET + ' val':>13}")
     for point in curve:

@@ -11,17 +11,20 @@ from __future__ import annotations
 import json
 import sys
 
+import torch
+
 from reference import BATCH, EPOCHS, REFERENCE
 
 from cifar_resnet import PRESETS, count_parameters
 from cifar_resnet.budget import count_training_flops
+from cifar_resnet.data import train_val_split
 
 TRAIN_IMAGES = 50_000
 
 
 def images_seen(epochs: int, batch_size: int, val_size: int | None) -> int:
     """Images a run of ``epochs`` sees: whole batches of its training split, each epoch."""
-    train = TRAIN_IMAGES - (TRAIN_IMAGES // 10 if val_size is None else val_size)
+    train = len(train_val_split(torch.arange(TRAIN_IMAGES) % 10, val_size)[0])
     return epochs * (train // batch_size) * batch_size
 
 
