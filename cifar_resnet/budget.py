@@ -117,21 +117,22 @@ def layer_counts(config: ModelConfig) -> list[Layer]:
     """Every parameterised layer of the ResNet for ``config``, counted without building it."""
     c1 = config.channels[0]
     layers = [_conv("stem.0", "stem", "conv", 3, c1, 3, IMAGE_SIZE), _batchnorm("stem.1", "stem", c1)]
-    cin = c1
+    cin, size_in = c1, IMAGE_SIZE
     for s, (blocks, cout, f, k, size) in enumerate(zip(config.blocks, config.channels, config.kernel,
                                                        config.skip_kernel, config.feature_sizes)):
         group = f"stage {s + 1}"
         for b in range(blocks):
             p = f"stages.{s}.{b}."
             block_in = cin if b == 0 else cout
-            layers += [_conv(p + "conv1", group, "conv", block_in, cout, f, size),
+            conv1_size = size_in if b == 0 and config.downsample == "maxpool" else size  # pools after conv1
+            layers += [_conv(p + "conv1", group, "conv", block_in, cout, f, conv1_size),
                        _batchnorm(p + "bn1", group, cout),
                        _conv(p + "conv2", group, "conv", cout, cout, f, size),
                        _batchnorm(p + "bn2", group, cout)]
             if b == 0 and (s > 0 or block_in != cout):
                 layers += [_conv(p + "shortcut.0", group, "shortcut conv", block_in, cout, k, size),
                            _batchnorm(p + "shortcut.1", group, cout)]
-        cin = cout
+        cin, size_in = cout, size
     features = cin * config.pooled_size ** 2
     layers.append(Layer("fc", "head", "linear", features * config.num_classes + config.num_classes,
                         2 * features * config.num_classes))

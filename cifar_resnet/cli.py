@@ -9,6 +9,7 @@ import dataclasses
 import json
 import sys
 
+from .config import DOWNSAMPLING
 from .errors import CifarResnetError
 
 DEFAULT_PRESET = "reference"
@@ -23,6 +24,8 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--kernel", type=int, nargs="+", metavar="F", help="conv kernel size, one or per stage")
     g.add_argument("--skip-kernel", type=int, nargs="+", metavar="K", help="shortcut kernel size, one or per stage")
     g.add_argument("--pool", type=int, metavar="P", help="average-pool kernel before the classifier")
+    g.add_argument("--downsample", choices=DOWNSAMPLING,
+                   help="how stages 2..N halve the map: a stride-2 conv, or a conv then a 2x2 max pool")
 
 
 def _add_tta_arg(p: argparse.ArgumentParser) -> None:
@@ -43,8 +46,9 @@ def model_config_from_args(args):
         value = getattr(args, name)
         if value is not None:
             base[name] = value[0] if name in ("kernel", "skip_kernel") and len(value) == 1 else value
-    if args.pool is not None:
-        base["pool"] = args.pool
+    for name in ("pool", "downsample"):
+        if getattr(args, name) is not None:
+            base[name] = getattr(args, name)
     return ModelConfig(**base)
 
 

@@ -17,32 +17,39 @@ class BasicBlock(nn.Module):
     """conv(F) - BN - ReLU - conv(F) - BN, plus the shortcut, then ReLU.
 
     The shortcut is the identity when the shape is unchanged, otherwise conv(K, stride) - BN.
-    Input (B, in_channels, H, W) -> output (B, out_channels, ceil(H / stride), ceil(W / stride)).
+    With ``maxpool=True`` the block halves the map by a 2x2 max pool instead of a stride: after
+    conv1 (which then runs at the input's full size) and before the shortcut's conv.
+    Input (B, in_channels, H, W) -> output (B, out_channels, ceil(H / stride), ceil(W / stride)),
+    where stride is 2 with ``maxpool``.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel: int = 3,
-                 skip_kernel: int = 1, stride: int = 1):
+                 skip_kernel: int = 1, stride: int = 1, maxpool: bool = False):
         super().__init__()
+        self.pool = nn.MaxPool2d(2, ceil_mode=True) if maxpool else nn.Identity()
+        if maxpool:
+            stride = 1
         self.conv1 = conv(in_channels, out_channels, kernel, stride)
         self.bn1 = nn.BatchNorm2d(out_channels)
         self.conv2 = conv(out_channels, out_channels, kernel)
         self.bn2 = nn.BatchNorm2d(out_channels)
         self.relu = nn.ReLU(inplace=True)
         self.shortcut = nn.Identity()
-        if stride != 1 or in_channels != out_channels:
+        if stride != 1 or maxpool or in_channels != out_channels:
             self.shortcut = nn.Sequential(conv(in_channels, out_channels, skip_kernel, stride),
                                           nn.BatchNorm2d(out_channels))
 
     def forward(self, x: Tensor) -> Tensor:
-        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn1(self.pool(self.conv1(x))))
         out = self.bn2(self.conv2(out))
-        return self.relu(out + self.shortcut(x))
+        return self.relu(out + self.shortcut(self.pool(x)))
 
 
 class ResNet(nn.Module):
     """Stem conv3x3 - BN - ReLU, N stages of BasicBlocks, AvgPool(P), Linear.
 
-    Stage 1 keeps 32x32; each later stage halves the map in its first block.
+    Stage 1 keeps 32x32; each later stage halves the map in its first block (by a stride or by
+    a max pool, as ``config.downsample`` says).
     Input (B, 3, 32, 32) normalized floats -> logits (B, num_classes).
     """
 
@@ -54,8 +61,8 @@ class ResNet(nn.Module):
         stages, in_channels = [], c1
         for i, (blocks, out_channels, kernel, skip) in enumerate(
                 zip(config.blocks, config.channels, config.kernel, config.skip_kernel)):
-            stages.append(self._make_stage(in_channels, out_channels, blocks, kernel, skip,
-                                           stride=1 if i == 0 else 2))
+            stages.append(self._make_stage(in_channels, out_channels, blocks, kernel, skip, halve=i > 0,
+                                           maxpool=config.downsample == "maxpool"))
             in_channels = out_channels
         self.stages = nn.Sequential(*stages)
         self.pool = nn.AvgPool2d(config.pool)
@@ -69,8 +76,9 @@ class ResNet(nn.Module):
                 nn.init.zeros_(m.bn2.weight)
 
     @staticmethod
-    def _make_stage(in_channels, out_channels, blocks, kernel, skip_kernel, stride) -> nn.Sequential:
-        layers = [BasicBlock(in_channels, out_channels, kernel, skip_kernel, stride)]
+    def _make_stage(in_channels, out_channels, blocks, kernel, skip_kernel, halve, maxpool) -> nn.Sequential:
+        layers = [BasicBlock(in_channels, out_channels, kernel, skip_kernel, stride=2 if halve else 1,
+                             maxpool=halve and maxpool)]
         layers += [BasicBlock(out_channels, out_channels, kernel, skip_kernel) for _ in range(blocks - 1)]
         return nn.Sequential(*layers)
 

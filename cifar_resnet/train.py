@@ -2,8 +2,9 @@
 
 The training images stay on the device as uint8 and are augmented there a few batches at a time;
 each step normalizes a batch, runs forward and backward under autocast and takes a Nesterov SGD
-step whose learning rate follows a linear warmup and a cosine decay computed per step. Each epoch ends with a validation
-pass, a history row and an atomic checkpoint from which ``resume=True`` continues the same run.
+step whose learning rate follows a linear warmup and a cosine decay computed per step (optionally
+with lookahead weight averaging). Each epoch ends with a validation pass, a history row and an
+atomic checkpoint from which ``resume=True`` continues the same run.
 """
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ from .files import atomic_write
 from .model import ResNet, build_model, whiten_stem
 
 CHECKPOINT_FILE = "checkpoint.pt"
+LOOKAHEAD_EVERY, LOOKAHEAD_PEAK = 5, 0.95 ** 5  # steps between lookahead updates, their final decay
 AUGMENT_CHUNK = 4096  # images augmented per call (uint8: 12 MB), whole batches of them
 HISTORY_FIELDS = ("epoch", "step", "lr", "train_loss", "train_acc", "val_loss", "val_acc",
                   "images_per_s", "seconds", "elapsed")
@@ -69,6 +71,27 @@ def parameter_groups(model: nn.Module, weight_decay: float, bias_lr_scale: float
             {"params": [p for n, p in named if p.ndim <= 1 and not n.endswith("bias")], "weight_decay": 0.0,
              "lr_scale": 1.0},
             {"params": [p for n, p in named if n.endswith("bias")], "weight_decay": 0.0, "lr_scale": bias_lr_scale}]
+
+
+class Lookahead:
+    """Slow weights that follow the model, which restarts from them (airbench's lookahead).
+
+    ``update(progress)`` moves every float tensor of the model's state (weights and BatchNorm
+    statistics) and its slow copy to ``decay * slow + (1 - decay) * model``, with ``decay`` growing
+    as ``peak * progress ** 3``: no averaging early on, a long average at the end.
+    """
+
+    def __init__(self, model: nn.Module, peak: float = LOOKAHEAD_PEAK):
+        self.tensors = [t for t in model.state_dict().values() if t.is_floating_point()]
+        self.slow = [t.detach().clone() for t in self.tensors]
+        self.peak = peak
+
+    @torch.no_grad()
+    def update(self, progress: float) -> None:
+        weight = 1 - self.peak * min(max(progress, 0.0), 1.0) ** 3
+        for slow, tensor in zip(self.slow, self.tensors):
+            slow.lerp_(tensor, weight)
+            tensor.copy_(slow)
 
 
 def write_history(history: list[dict], run_dir: Path) -> None:
@@ -137,6 +160,7 @@ def fit(model_config: ModelConfig, train_config: TrainConfig | None, data: Cifar
             scaler.load_state_dict(state.scaler_state)
         normalization = state.normalization
 
+    lookahead = Lookahead(model) if cfg.lookahead else None  # after a resume: the averaged weights
     train_x, train_y = data.train_images[train_idx].to(device), data.train_labels[train_idx].to(device)
     val_x, val_y = data.train_images[val_idx], data.train_labels[val_idx]
     batch_size = min(cfg.batch_size, len(train_x))
@@ -208,6 +232,8 @@ def fit(model_config: ModelConfig, train_config: TrainConfig | None, data: Cifar
             scaler.step(optimizer)
             scaler.update()
             state.step += 1
+            if lookahead and state.step % LOOKAHEAD_EVERY == 0:
+                lookahead.update(progress_at())
             loss_sum += loss.detach() * len(y)
             correct += (logits.detach().argmax(1) == y).sum()
             seen += len(y)
@@ -218,6 +244,8 @@ def fit(model_config: ModelConfig, train_config: TrainConfig | None, data: Cifar
         if seen == 0:  # the time budget ran out at the start of an epoch
             break
         _check_finite(loss_sum, state.step, lr, checkpoint_path)
+        if lookahead:  # validate and checkpoint the averaged weights
+            lookahead.update(progress_at())
         train_seconds = time.perf_counter() - epoch_start
         val_logits = predict_logits(net, val_x, normalization, batch_size=cfg.eval_batch_size, amp=cfg.amp)
         state.epoch += 1

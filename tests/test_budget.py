@@ -3,7 +3,7 @@ import random
 import pytest
 
 from cifar_resnet.budget import count_flops, count_parameters, count_training_flops, layer_counts
-from cifar_resnet.config import PARAMETER_BUDGET, PRESETS, ModelConfig
+from cifar_resnet.config import DOWNSAMPLING, PARAMETER_BUDGET, PRESETS, ModelConfig
 from cifar_resnet.model import build_model
 
 
@@ -14,7 +14,8 @@ def random_config(rng: random.Random) -> ModelConfig:
                        channels=[rng.randint(1, 96) for _ in range(n)],
                        kernel=[rng.choice([1, 3, 5, 7]) for _ in range(n)],
                        skip_kernel=[rng.choice([1, 3]) for _ in range(n)],
-                       pool=rng.randint(1, sizes[-1]), num_classes=rng.choice([10, 100]))
+                       pool=rng.randint(1, sizes[-1]), num_classes=rng.choice([10, 100]),
+                       downsample=rng.choice(DOWNSAMPLING))
 
 
 def built_counts(config):

@@ -28,6 +28,7 @@ def test_int_kernels_broadcast_to_every_stage():
     (dict(blocks=(1,) * 7, channels=(8,) * 7, pool=1), "stage 7 would halve a 1x1 feature map"),
     (dict(blocks=(), channels=()), "blocks is empty"),
     (dict(blocks=(1,), channels=(8,), pool=0), "pool = 0"),
+    (dict(blocks=(1,), channels=(8,), downsample="avgpool"), "downsample = 'avgpool'"),
 ])
 def test_invalid_configurations_name_the_wrong_value(kwargs, names):
     with pytest.raises(ValueError) as info:
@@ -60,5 +61,5 @@ def test_invalid_train_configs(kwargs, message):
 
 
 def test_code_line_rebuilds_the_config():
-    c = get_preset("four-stage").model
-    assert eval(c.code(), {"ModelConfig": ModelConfig}) == c
+    for c in (get_preset("four-stage").model, ModelConfig(blocks=(1, 2), channels=(8, 16), downsample="maxpool")):
+        assert eval(c.code(), {"ModelConfig": ModelConfig}) == c

@@ -25,6 +25,22 @@ def test_shortcut_is_identity_only_when_the_shape_is_unchanged():
     assert projection(torch.randn(1, 16, 9, 9)).shape == (1, 32, 5, 5)
 
 
+def test_maxpool_downsampling_convolves_at_full_size_then_pools():
+    block = BasicBlock(16, 32, stride=2, maxpool=True).eval()
+    assert block.conv1.stride == (1, 1) and block.shortcut[0].stride == (1, 1)
+    x = torch.randn(2, 16, 9, 9)
+    assert block(x).shape == (2, 32, 5, 5)
+    pooled = torch.nn.functional.max_pool2d(block.conv1(x), 2, ceil_mode=True)
+    branch = block.bn2(block.conv2(block.relu(block.bn1(pooled))))
+    shortcut = block.shortcut(torch.nn.functional.max_pool2d(x, 2, ceil_mode=True))
+    torch.testing.assert_close(block(x), torch.relu(branch + shortcut))
+    config = ModelConfig(blocks=(2, 1, 1), channels=(8, 16, 32), pool=8, downsample="maxpool")
+    model = build_model(config)
+    assert isinstance(model.stages[0][0].pool, torch.nn.Identity)  # stage 1 keeps 32x32
+    assert [stage[0].conv1.stride for stage in model.stages] == [(1, 1)] * 3
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
 def test_pool_larger_than_one_widens_the_classifier():
     config = ModelConfig(blocks=(1, 1), channels=(8, 16), pool=4)  # 16x16 map -> 4x4 after pooling
     model = build_model(config)

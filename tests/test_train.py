@@ -8,8 +8,8 @@ from cifar_resnet.checkpoint import load_checkpoint
 from cifar_resnet.config import PRESETS, TrainConfig
 from cifar_resnet.errors import CifarResnetError
 from cifar_resnet.model import build_model
-from cifar_resnet.train import (HISTORY_FIELDS, TrainingDivergedError, fit, lr_at, parameter_groups,
-                                read_history)
+from cifar_resnet.train import (HISTORY_FIELDS, Lookahead, TrainingDivergedError, fit, lr_at,
+                                parameter_groups, read_history)
 
 TINY = PRESETS["tiny"].model
 QUICK = TrainConfig(epochs=2, batch_size=100, lr=0.1, val_size=100, amp="off")
@@ -89,17 +89,39 @@ def test_fit_learns_and_writes_checkpoint_and_history(smoke_data, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt", "history.csv", "history.json", "run.json"]
 
 
-def test_an_interrupted_and_resumed_run_equals_an_uninterrupted_one(smoke_data, tmp_path):
-    full = fit(TINY, QUICK, smoke_data, tmp_path / "full", progress=False)
+def test_lookahead_moves_model_and_slow_weights_to_their_average_more_strongly_late():
+    model = build_model(TINY)
+    lookahead = Lookahead(model, peak=0.5)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with torch.no_grad():
+        model.fc.weight.add_(1.0)
+        model.stem[1].running_mean.add_(2.0)
+        model.stem[1].num_batches_tracked.add_(3)
+    lookahead.update(0.0)  # no averaging yet: the slow weights catch up with the model
+    torch.testing.assert_close(model.fc.weight, before["fc.weight"] + 1)
+    with torch.no_grad():
+        model.fc.weight.add_(1.0)
+        model.stem[1].running_mean.add_(2.0)
+    lookahead.update(1.0)  # half way between the slow weights and the model
+    torch.testing.assert_close(model.fc.weight, before["fc.weight"] + 1.5)
+    torch.testing.assert_close(model.stem[1].running_mean, before["stem.1.running_mean"] + 3)
+    assert model.stem[1].num_batches_tracked.item() == before["stem.1.num_batches_tracked"].item() + 3
+    torch.testing.assert_close(lookahead.slow[0], model.state_dict()[next(iter(model.state_dict()))])
+
+
+@pytest.mark.parametrize("lookahead", [False, True])
+def test_an_interrupted_and_resumed_run_equals_an_uninterrupted_one(smoke_data, tmp_path, lookahead):
+    config = TrainConfig(**{**QUICK.to_dict(), "lookahead": lookahead})
+    full = fit(TINY, config, smoke_data, tmp_path / "full", progress=False)
 
     def stop_after_first_epoch(history):
         if len(history) == 1:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        fit(TINY, QUICK, smoke_data, tmp_path / "split", progress=False, on_epoch=stop_after_first_epoch)
+        fit(TINY, config, smoke_data, tmp_path / "split", progress=False, on_epoch=stop_after_first_epoch)
     assert load_checkpoint(tmp_path / "split" / "checkpoint.pt").epoch == 1
-    resumed = fit(TINY, QUICK, smoke_data, tmp_path / "split", progress=False, resume=True)
+    resumed = fit(TINY, config, smoke_data, tmp_path / "split", progress=False, resume=True)
     assert [h["epoch"] for h in resumed.history] == [1, 2]
     a, b = full.model.state_dict(), resumed.model.state_dict()
     for k in a:

@@ -34,6 +34,15 @@ def test_moving_a_slider_updates_everything_live():
     assert f"{expected.flops / 1e6:,.1f} MFLOPs" in e.flops.value
 
 
+def test_downsampling_by_max_pool_costs_flops_not_parameters():
+    e = budget_explorer()
+    e.downsample.value = "maxpool"
+    expected = count_parameters(ModelConfig(blocks=(3, 4, 3), channels=(66, 132, 264), pool=8, downsample="maxpool"))
+    assert shown_total(e) == 4_916_284 and f"{expected.flops / 1e6:,.1f} MFLOPs" in e.flops.value
+    assert expected.flops > count_parameters(PRESETS["reference"].model).flops
+    assert "downsample=&#x27;maxpool&#x27;" in e.code.value
+
+
 def test_scale_all_channels_and_four_stages():
     e = budget_explorer("small")
     e.scale.value = 0.5
