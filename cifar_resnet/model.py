@@ -17,18 +17,16 @@ class BasicBlock(nn.Module):
     """conv(F) - BN - ReLU - conv(F) - BN, plus the shortcut, then ReLU.
 
     The shortcut is the identity when the shape is unchanged, otherwise conv(K, stride) - BN.
-    With ``maxpool=True`` the block halves the map by a 2x2 max pool instead of a stride: after
-    conv1 (which then runs at the input's full size) and before the shortcut's conv.
-    Input (B, in_channels, H, W) -> output (B, out_channels, ceil(H / stride), ceil(W / stride)),
-    where stride is 2 with ``maxpool``.
+    With ``maxpool=True`` the block also halves the map by a 2x2 max pool: after conv1 and before
+    the shortcut's conv (so, with stride 1, conv1 runs at the input's full size).
+    Input (B, in_channels, H, W) -> output (B, out_channels, ceil(H / s), ceil(W / s)),
+    where s is the stride, times 2 with ``maxpool``.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel: int = 3,
                  skip_kernel: int = 1, stride: int = 1, maxpool: bool = False):
         super().__init__()
         self.pool = nn.MaxPool2d(2, ceil_mode=True) if maxpool else nn.Identity()
-        if maxpool:
-            stride = 1
         self.conv1 = conv(in_channels, out_channels, kernel, stride)
         self.bn1 = nn.BatchNorm2d(out_channels)
         self.conv2 = conv(out_channels, out_channels, kernel)
@@ -77,8 +75,9 @@ class ResNet(nn.Module):
 
     @staticmethod
     def _make_stage(in_channels, out_channels, blocks, kernel, skip_kernel, halve, maxpool) -> nn.Sequential:
-        layers = [BasicBlock(in_channels, out_channels, kernel, skip_kernel, stride=2 if halve else 1,
-                             maxpool=halve and maxpool)]
+        pooled = halve and maxpool
+        layers = [BasicBlock(in_channels, out_channels, kernel, skip_kernel,
+                             stride=2 if halve and not pooled else 1, maxpool=pooled)]
         layers += [BasicBlock(out_channels, out_channels, kernel, skip_kernel) for _ in range(blocks - 1)]
         return nn.Sequential(*layers)
 

@@ -26,7 +26,7 @@ def test_shortcut_is_identity_only_when_the_shape_is_unchanged():
 
 
 def test_maxpool_downsampling_convolves_at_full_size_then_pools():
-    block = BasicBlock(16, 32, stride=2, maxpool=True).eval()
+    block = BasicBlock(16, 32, maxpool=True).eval()
     assert block.conv1.stride == (1, 1) and block.shortcut[0].stride == (1, 1)
     x = torch.randn(2, 16, 9, 9)
     assert block(x).shape == (2, 32, 5, 5)
