@@ -17,32 +17,41 @@ def _rand(n: int, images: Tensor, generator: torch.Generator | None) -> Tensor:
     return torch.rand(n, device=images.device, generator=generator)
 
 
+def _mirror_mask(flip: float | Tensor, images: Tensor, generator: torch.Generator | None) -> Tensor:
+    """Which images to mirror: ``flip`` is a probability, or already one bool per image."""
+    if isinstance(flip, Tensor):
+        return flip.to(device=images.device, dtype=torch.bool)
+    return _rand(len(images), images, generator) < flip
+
+
 def random_crop(images: Tensor, padding: int = 4, generator: torch.Generator | None = None,
-                flip: float = 0.0) -> Tensor:
+                flip: float | Tensor = 0.0) -> Tensor:
     """Zero-pad by ``padding`` and cut a random HxW window per image (RandomCrop(32, padding=4));
-    with ``flip`` > 0, also mirror each window with that probability (as ``random_flip`` would after).
+    with ``flip`` > 0, also mirror each window with that probability (as ``random_flip`` would after),
+    or, with ``flip`` a bool tensor, mirror the images it marks.
 
     One gather over the padded batch: each output pixel reads the padded pixel its image's shift
     (and mirroring) points at.
     """
+    flips = isinstance(flip, Tensor) or flip > 0
     if padding == 0:
-        return random_flip(images, flip, generator) if flip else images
+        return random_flip(images, flip, generator) if flips else images
     n, c, h, w = images.shape
     padded = F.pad(images, (padding,) * 4)
     dy = torch.randint(0, 2 * padding + 1, (n,), device=images.device, generator=generator)
     dx = torch.randint(0, 2 * padding + 1, (n,), device=images.device, generator=generator)
     rows = dy.view(n, 1, 1) + torch.arange(h, device=images.device).view(1, h, 1)
     cols = torch.arange(w, device=images.device).view(1, 1, w)
-    if flip:
-        mirror = (_rand(n, images, generator) < flip).view(n, 1, 1)
+    if flips:
+        mirror = _mirror_mask(flip, images, generator).view(n, 1, 1)
         cols = torch.where(mirror, w - 1 - cols, cols)
     index = (rows * (w + 2 * padding) + dx.view(n, 1, 1) + cols).view(n, 1, h * w).expand(n, c, h * w)
     return padded.flatten(2).gather(2, index).view(n, c, h, w)
 
 
-def random_flip(images: Tensor, p: float = 0.5, generator: torch.Generator | None = None) -> Tensor:
-    """Mirror each image left-right with probability ``p``."""
-    flip = (_rand(len(images), images, generator) < p).view(-1, 1, 1, 1)
+def random_flip(images: Tensor, p: float | Tensor = 0.5, generator: torch.Generator | None = None) -> Tensor:
+    """Mirror each image left-right with probability ``p`` (or, ``p`` a bool tensor, those it marks)."""
+    flip = _mirror_mask(p, images, generator).view(-1, 1, 1, 1)
     return torch.where(flip, images.flip(3), images)
 
 
@@ -170,10 +179,15 @@ def rand_augment(images: Tensor, num_ops: int = 2, magnitude: int = 9, num_bins:
     return images
 
 
-def augment(images: Tensor, *, crop_padding: int = 4, flip: bool = True, erasing: float = 0.5,
+def augment(images: Tensor, *, crop_padding: int = 4, flip: bool | Tensor = True, erasing: float = 0.5,
             randaugment: bool = False, fill=0, generator: torch.Generator | None = None) -> Tensor:
-    """The training augmentation: crop, flip, (RandAugment), random erasing, in the reference order."""
-    images = random_crop(images, crop_padding, generator, flip=0.5 if flip else 0.0)
+    """The training augmentation: crop, flip, (RandAugment), random erasing, in the reference order.
+
+    ``flip`` True mirrors each image with probability 1/2; a bool tensor says which ones to mirror.
+    """
+    if not isinstance(flip, Tensor):
+        flip = 0.5 if flip else 0.0
+    images = random_crop(images, crop_padding, generator, flip=flip)
     if randaugment:
         images = rand_augment(images, generator=generator)
     if erasing > 0:

@@ -150,6 +150,9 @@ class TrainConfig:
     (CUDA only) or 'off'. ``val_size`` None holds out 10% of the training images.
     ``bias_lr_scale`` multiplies the learning rate of every bias (BatchNorm's and the classifier's);
     ``whiten_stem`` starts the stem from whitening filters of the training images and freezes it.
+    ``alternate_flip`` mirrors a fixed random half of the images in even epochs and the other half in
+    odd epochs, instead of tossing a coin per image and epoch: every image is seen both ways in any
+    two epochs in a row (airbench's alternating flip).
     ``lookahead`` pulls the weights towards a running average of themselves every few steps, more
     strongly as training ends, and leaves the model on the average at the end of every epoch.
     """
@@ -168,6 +171,7 @@ class TrainConfig:
     warmup: float = 0.05
     crop_padding: int = 4
     flip: bool = True
+    alternate_flip: bool = False
     erasing: float = 0.5
     randaugment: bool = False
     val_size: int | None = None
@@ -188,6 +192,8 @@ class TrainConfig:
             raise ConfigurationError(f"warmup = {self.warmup}: a fraction of training in [0, 1)")
         if not 0 <= self.erasing <= 1:
             raise ConfigurationError(f"erasing = {self.erasing}: a probability in [0, 1]")
+        if self.alternate_flip and not self.flip:
+            raise ConfigurationError("alternate_flip = True needs flip = True: it decides how images are mirrored")
         if self.amp not in ("auto", "bf16", "fp16", "off"):
             raise ConfigurationError(f"amp = {self.amp!r}: use 'auto', 'bf16', 'fp16' or 'off'")
 

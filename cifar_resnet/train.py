@@ -163,6 +163,8 @@ def fit(model_config: ModelConfig, train_config: TrainConfig | None, data: Cifar
     lookahead = Lookahead(model) if cfg.lookahead else None  # after a resume: the averaged weights
     train_x, train_y = data.train_images[train_idx].to(device), data.train_labels[train_idx].to(device)
     val_x, val_y = data.train_images[val_idx], data.train_labels[val_idx]
+    mirrored_half = (torch.rand(len(train_x), device=device, generator=torch.Generator(device).manual_seed(cfg.seed))
+                     < 0.5 if cfg.alternate_flip else None)  # the images mirrored in even epochs
     batch_size = min(cfg.batch_size, len(train_x))
     steps_per_epoch = len(train_x) // batch_size
     batches_per_chunk = max(1, AUGMENT_CHUNK // batch_size)
@@ -211,7 +213,8 @@ def fit(model_config: ModelConfig, train_config: TrainConfig | None, data: Cifar
                 group["lr"] = lr * group["lr_scale"]
             if i % batches_per_chunk == 0:  # augment the next few batches in one go: far fewer, larger calls
                 idx = order[i * batch_size:(i + batches_per_chunk) * batch_size]
-                chunk_x = augment(train_x[idx], crop_padding=cfg.crop_padding, flip=cfg.flip, erasing=cfg.erasing,
+                flip = mirrored_half[idx] ^ (state.epoch % 2 == 1) if cfg.alternate_flip else cfg.flip
+                chunk_x = augment(train_x[idx], crop_padding=cfg.crop_padding, flip=flip, erasing=cfg.erasing,
                                   randaugment=cfg.randaugment, fill=fill, generator=generator)
                 chunk_y = train_y[idx]
             in_chunk = slice((i % batches_per_chunk) * batch_size, (i % batches_per_chunk + 1) * batch_size)

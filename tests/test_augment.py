@@ -31,6 +31,17 @@ def test_crop_with_flip_equals_crop_then_flip(images):
         assert torch.equal(random_crop(images, padding, gen(7), flip=0.5), sequential)
 
 
+def test_a_flip_mask_mirrors_exactly_the_images_it_marks(images):
+    mask = torch.arange(len(images)) % 3 == 0
+    expected = torch.where(mask.view(-1, 1, 1, 1), images.flip(3), images)
+    assert torch.equal(random_flip(images, mask, gen()), expected)
+    for padding in (0, 2):  # the crop draws the same shifts; the mask replaces the coin
+        cropped = random_crop(images, padding, gen(3))
+        assert torch.equal(random_crop(images, padding, gen(3), flip=mask),
+                           torch.where(mask.view(-1, 1, 1, 1), cropped.flip(3), cropped))
+    assert torch.equal(augment(images, crop_padding=0, flip=mask, erasing=0.0), expected)
+
+
 def test_flip_mirrors_about_half_of_the_images(images):
     out = random_flip(images, generator=gen())
     flipped = [torch.equal(o, i.flip(2)) for o, i in zip(out, images)]

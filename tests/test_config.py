@@ -54,6 +54,7 @@ def test_unknown_fields_and_presets_are_refused():
 @pytest.mark.parametrize("kwargs, message", [
     (dict(epochs=0), "epochs = 0"), (dict(minutes=-1.0), "minutes = -1.0"),
     (dict(warmup=1.0), "warmup"), (dict(amp="fp8"), "amp = 'fp8'"), (dict(erasing=2.0), "erasing"),
+    (dict(flip=False, alternate_flip=True), "alternate_flip = True needs flip = True"),
 ])
 def test_invalid_train_configs(kwargs, message):
     with pytest.raises(ConfigurationError, match=message.replace("(", r"\(")):

@@ -89,6 +89,18 @@ def test_fit_learns_and_writes_checkpoint_and_history(smoke_data, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt", "history.csv", "history.json", "run.json"]
 
 
+def test_alternate_flip_mirrors_each_image_in_every_other_epoch(smoke_data, monkeypatch):
+    import cifar_resnet.train as train
+    flips = []  # (epoch-ordered) the per-image mirror masks augment was given, by image
+    monkeypatch.setattr(train, "augment", lambda images, flip, **kw: (
+        flips.append(dict(zip((bytes(i.numpy()) for i in images), flip.tolist()))), images)[1])
+    config = TrainConfig(epochs=3, batch_size=900, lr=0.1, val_size=100, amp="off", alternate_flip=True)
+    fit(TINY, config, smoke_data, progress=False)
+    assert len(flips) == 3 and len(flips[0]) == 900
+    assert 300 < sum(flips[0].values()) < 600
+    assert all(flips[1][image] != mirrored and flips[2][image] == mirrored for image, mirrored in flips[0].items())
+
+
 def test_lookahead_moves_model_and_slow_weights_to_their_average_more_strongly_late():
     model = build_model(TINY)
     lookahead = Lookahead(model, peak=0.5)
