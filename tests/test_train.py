@@ -4,6 +4,7 @@ import math
 import pytest
 import torch
 
+from cifar_resnet import train
 from cifar_resnet.checkpoint import load_checkpoint
 from cifar_resnet.config import PRESETS, TrainConfig
 from cifar_resnet.errors import CifarResnetError
@@ -90,10 +91,13 @@ def test_fit_learns_and_writes_checkpoint_and_history(smoke_data, tmp_path):
 
 
 def test_alternate_flip_mirrors_each_image_in_every_other_epoch(smoke_data, monkeypatch):
-    import cifar_resnet.train as train
-    flips = []  # (epoch-ordered) the per-image mirror masks augment was given, by image
-    monkeypatch.setattr(train, "augment", lambda images, flip, **kw: (
-        flips.append(dict(zip((bytes(i.numpy()) for i in images), flip.tolist()))), images)[1])
+    flips = []  # per epoch: each image (by its bytes) and whether augment was told to mirror it
+
+    def record(images, flip, **kwargs):
+        flips.append(dict(zip((bytes(image.numpy()) for image in images), flip.tolist())))
+        return images
+
+    monkeypatch.setattr(train, "augment", record)
     config = TrainConfig(epochs=3, batch_size=900, lr=0.1, val_size=100, amp="off", alternate_flip=True)
     fit(TINY, config, smoke_data, progress=False)
     assert len(flips) == 3 and len(flips[0]) == 900
