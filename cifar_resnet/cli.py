@@ -52,6 +52,40 @@ def model_config_from_args(args):
     return ModelConfig(**base)
 
 
+def _parse_setting(text: str) -> tuple[str, object]:
+    """``NAME=VALUE`` for a TrainConfig field, VALUE converted to the field's type."""
+    from .config import ConfigurationError, TrainConfig
+
+    name, sep, raw = text.partition("=")
+    name = name.strip().replace("-", "_")
+    fields = {f.name: f.type for f in dataclasses.fields(TrainConfig)}
+    if not sep or name not in fields:
+        raise ConfigurationError(f"--set {text!r}: give NAME=VALUE with NAME one of {sorted(fields)}")
+    kinds = [kind.strip() for kind in fields[name].split("|")]
+    if raw.lower() == "none" and "None" in kinds:
+        return name, None
+    booleans = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+    try:
+        if kinds[0] == "bool":
+            return name, booleans[raw.lower()]
+        return name, {"int": int, "float": float, "str": str}[kinds[0]](raw)
+    except (KeyError, ValueError):
+        raise ConfigurationError(f"--set {name}={raw}: {name} takes a value of type {fields[name]}") from None
+
+
+def train_config_from_args(args):
+    """The TrainConfig of --preset (or the default one), changed by the explicit flags and every --set."""
+    from .config import TrainConfig, get_preset
+
+    config = get_preset(args.preset).train if args.preset else TrainConfig()
+    changes = {k: v for k, v in {"epochs": args.epochs, "minutes": args.minutes, "batch_size": args.batch_size,
+                                 "lr": args.lr, "amp": args.amp, "seed": args.seed,
+                                 "randaugment": args.randaugment or None, "compile": args.compile or None,
+                                 }.items() if v is not None}
+    changes.update(_parse_setting(text) for text in args.set)
+    return dataclasses.replace(config, **changes)
+
+
 def cmd_params(args) -> None:
     from .budget import count_parameters
     from .config import PRESETS
@@ -70,19 +104,13 @@ def cmd_params(args) -> None:
 
 
 def cmd_train(args) -> None:
-    from .config import TrainConfig, get_preset
     from .data import load_cifar10
     from .device import select_device
     from .train import fit
 
     device = select_device(args.device)
     model_config = model_config_from_args(args)
-    config = get_preset(args.preset).train if args.preset else TrainConfig()
-    changes = {k: v for k, v in {"epochs": args.epochs, "minutes": args.minutes, "batch_size": args.batch_size,
-                                 "lr": args.lr, "amp": args.amp, "seed": args.seed,
-                                 "randaugment": args.randaugment or None, "compile": args.compile or None,
-                                 }.items() if v is not None}
-    config = dataclasses.replace(config, **changes)
+    config = train_config_from_args(args)
     data = load_cifar10(args.data, smoke=args.smoke or None, download=args.download)
     print(data, file=sys.stderr)
     result = fit(model_config, config, data, args.out, device=device, resume=args.resume)
@@ -140,6 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--randaugment", action="store_true", help="add torchvision's RandAugment (slower)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--seed", type=int)
+    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                   help="any other training setting, e.g. --set weight_decay=1e-3 --set lookahead=true "
+                        "(the fields of TrainConfig)")
     p.add_argument("--smoke", action="store_true", help="tiny subset (or synthetic data when none is found)")
     p.add_argument("--download", action="store_true", help="download CIFAR-10 if it is not found")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")

@@ -5,7 +5,8 @@ import sys
 import numpy as np
 import pytest
 
-from cifar_resnet.cli import build_parser, main
+from cifar_resnet.cli import build_parser, main, train_config_from_args
+from cifar_resnet.config import ConfigurationError, get_preset
 from cifar_resnet.data import write_kaggle_pickle
 
 
@@ -40,6 +41,30 @@ def test_every_subcommand_has_help(capsys):
         assert info.value.code == 0
         assert "usage: python -m cifar_resnet " + command in capsys.readouterr().out
     assert {"params", "train", "evaluate", "predict"} <= set(build_parser()._subparsers._group_actions[0].choices)
+
+
+def test_train_settings_come_from_the_preset_the_flags_and_set():
+    args = build_parser().parse_args(["train", "--preset", "cpu-fast", "--out", "run", "--lr", "0.3",
+                                      "--set", "weight_decay=1e-3", "--set", "lookahead=true",
+                                      "--set", "val-size=2000", "--set", "minutes=none", "--set", "epochs=3"])
+    config = train_config_from_args(args)
+    preset = get_preset("cpu-fast").train
+    assert (config.lr, config.weight_decay, config.lookahead, config.val_size) == (0.3, 1e-3, True, 2000)
+    assert config.minutes is None and config.epochs == 3
+    assert (config.batch_size, config.whiten_stem) == (preset.batch_size, preset.whiten_stem)
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("weight_decay", "give NAME=VALUE"),
+    ("momentum_x=0.9", "NAME one of"),
+    ("lookahead=maybe", "lookahead takes a value of type bool"),
+    ("batch_size=1.5", "batch_size takes a value of type int"),
+    ("lr=none", "lr takes a value of type float"),
+])
+def test_bad_train_settings_are_named(setting, message):
+    args = build_parser().parse_args(["train", "--out", "run", "--set", setting])
+    with pytest.raises(ConfigurationError, match=message):
+        train_config_from_args(args)
 
 
 @pytest.mark.parametrize("argv, message", [
