@@ -197,6 +197,10 @@ class TrainConfig:
         if self.amp not in ("auto", "bf16", "fp16", "off"):
             raise ConfigurationError(f"amp = {self.amp!r}: use 'auto', 'bf16', 'fp16' or 'off'")
 
+    def __repr__(self) -> str:  # ``epochs`` is left out when ``minutes`` replaces it
+        shown = [f.name for f in dataclasses.fields(self) if f.name != "epochs" or self.minutes is None]
+        return f"TrainConfig({', '.join(f'{name}={getattr(self, name)!r}' for name in shown)})"
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 

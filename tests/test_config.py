@@ -64,3 +64,10 @@ def test_invalid_train_configs(kwargs, message):
 def test_code_line_rebuilds_the_config():
     for c in (get_preset("four-stage").model, ModelConfig(blocks=(1, 2), channels=(8, 16), downsample="maxpool")):
         assert eval(c.code(), {"ModelConfig": ModelConfig}) == c
+
+
+def test_train_config_repr_shows_minutes_or_epochs_not_both():
+    timed, counted = TrainConfig(minutes=15.0), TrainConfig(epochs=7)
+    assert "minutes=15.0" in repr(timed) and "epochs" not in repr(timed)
+    assert "epochs=7" in repr(counted) and "minutes=None" in repr(counted)
+    assert eval(repr(counted), {"TrainConfig": TrainConfig}) == counted
