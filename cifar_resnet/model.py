@@ -98,8 +98,11 @@ def whiten_stem(model: ResNet, images: Tensor, eps: float = 5e-4) -> None:
     """
     weight = model.stem[0].weight
     out_channels, in_channels, k, _ = weight.shape
-    patches = F.unfold(images.float(), k).transpose(1, 2).reshape(-1, in_channels * k * k)
-    covariance = patches.T @ patches / len(patches)
+    covariance, count = 0, 0
+    for chunk in images.split(500):  # the patches of 500 images at a time: about 50 MB
+        patches = F.unfold(chunk.float(), k).transpose(1, 2).reshape(-1, in_channels * k * k)
+        covariance, count = covariance + patches.T @ patches, count + len(patches)
+    covariance = covariance / count
     eigenvalues, eigenvectors = torch.linalg.eigh(covariance)  # ascending
     order = eigenvalues.argsort(descending=True)
     filters = eigenvectors.T[order] / torch.sqrt(eigenvalues[order] + eps).unsqueeze(1)

@@ -1,7 +1,7 @@
 import torch
 
 from cifar_resnet.config import PRESETS, ModelConfig
-from cifar_resnet.model import BasicBlock, build_model
+from cifar_resnet.model import BasicBlock, build_model, whiten_stem
 
 
 def test_stage_outputs_have_the_configured_shapes():
@@ -56,3 +56,14 @@ def test_no_convolution_has_a_bias_and_the_build_is_seeded():
     torch.manual_seed(1)
     b = build_model(PRESETS["tiny"].model).state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_whiten_stem_reads_the_images_in_chunks_without_changing_the_filters():
+    images = torch.randn(1200, 3, 32, 32) * torch.tensor([1.0, 0.5, 2.0]).view(1, 3, 1, 1)
+    model = build_model(ModelConfig(blocks=(1,), channels=(16,), pool=8))
+    whiten_stem(model, images)
+    patches = torch.nn.functional.unfold(images, 3).transpose(1, 2).reshape(-1, 27)
+    eigenvalues, eigenvectors = torch.linalg.eigh(patches.T @ patches / len(patches))
+    first = eigenvectors[:, -1] / torch.sqrt(eigenvalues[-1] + 5e-4)  # the leading whitening filter
+    sign = torch.sign(model.stem[0].weight[0].flatten() @ first)
+    torch.testing.assert_close(sign * model.stem[0].weight[0].flatten(), first, rtol=1e-3, atol=1e-4)
