@@ -60,10 +60,11 @@ def test_no_convolution_has_a_bias_and_the_build_is_seeded():
 
 def test_whiten_stem_reads_the_images_in_chunks_without_changing_the_filters():
     images = torch.randn(1200, 3, 32, 32) * torch.tensor([1.0, 0.5, 2.0]).view(1, 3, 1, 1)
+    images[1000:] *= 3  # the last chunk differs: leaving any chunk out would change the filters
     model = build_model(ModelConfig(blocks=(1,), channels=(16,), pool=8))
     whiten_stem(model, images)
     patches = torch.nn.functional.unfold(images, 3).transpose(1, 2).reshape(-1, 27)
     eigenvalues, eigenvectors = torch.linalg.eigh(patches.T @ patches / len(patches))
     first = eigenvectors[:, -1] / torch.sqrt(eigenvalues[-1] + 5e-4)  # the leading whitening filter
     sign = torch.sign(model.stem[0].weight[0].flatten() @ first)
-    torch.testing.assert_close(sign * model.stem[0].weight[0].flatten(), first, rtol=1e-3, atol=1e-4)
+    torch.testing.assert_close(sign * model.stem[0].weight[0].flatten(), first, rtol=0.02, atol=1e-3)
