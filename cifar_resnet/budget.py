@@ -69,7 +69,7 @@ class ParameterReport:
     def stages(self) -> list[StageSummary]:
         """Stem, each stage and the head with their output shapes and parameter counts."""
         c = self.config
-        rows = [StageSummary("stem", (c.channels[0], IMAGE_SIZE, IMAGE_SIZE), self.by_group["stem"])]
+        rows = [StageSummary("stem", (c.stem_channels, c.stem_size, c.stem_size), self.by_group["stem"])]
         for i, (ch, size) in enumerate(zip(c.channels, c.feature_sizes), start=1):
             rows.append(StageSummary(f"stage {i}", (ch, size, size), self.by_group[f"stage {i}"]))
         rows.append(StageSummary("head", (c.num_classes, 1, 1), self.by_group["head"]))
@@ -115,9 +115,13 @@ def _batchnorm(name: str, group: str, channels: int) -> Layer:
 
 def layer_counts(config: ModelConfig) -> list[Layer]:
     """Every parameterised layer of the ResNet for ``config``, counted without building it."""
-    c1 = config.channels[0]
-    layers = [_conv("stem.0", "stem", "conv", 3, c1, 3, IMAGE_SIZE), _batchnorm("stem.1", "stem", c1)]
-    cin, size_in = c1, IMAGE_SIZE
+    airbench = config.style == "airbench"
+    cin, size_in = config.stem_channels, config.stem_size
+    if airbench:  # 2x2 conv with a bias, no BatchNorm
+        stem = _conv("stem.0", "stem", "conv", 3, cin, 2, size_in)
+        layers = [Layer(stem.name, stem.group, stem.kind, stem.parameters + cin, stem.flops)]
+    else:
+        layers = [_conv("stem.0", "stem", "conv", 3, cin, 3, size_in), _batchnorm("stem.1", "stem", cin)]
     for s, (blocks, cout, f, k, size) in enumerate(zip(config.blocks, config.channels, config.kernel,
                                                        config.skip_kernel, config.feature_sizes)):
         group = f"stage {s + 1}"
@@ -129,12 +133,13 @@ def layer_counts(config: ModelConfig) -> list[Layer]:
                        _batchnorm(p + "bn1", group, cout),
                        _conv(p + "conv2", group, "conv", cout, cout, f, size),
                        _batchnorm(p + "bn2", group, cout)]
-            if b == 0 and (s > 0 or block_in != cout):
+            if b == 0 and (s > 0 or block_in != cout) and not airbench:
                 layers += [_conv(p + "shortcut.0", group, "shortcut conv", block_in, cout, k, size),
                            _batchnorm(p + "shortcut.1", group, cout)]
         cin, size_in = cout, size
     features = cin * config.pooled_size ** 2
-    layers.append(Layer("fc", "head", "linear", features * config.num_classes + config.num_classes,
+    fc_bias = 0 if airbench else config.num_classes
+    layers.append(Layer("fc", "head", "linear", features * config.num_classes + fc_bias,
                         2 * features * config.num_classes))
     return layers
 

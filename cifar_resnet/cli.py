@@ -9,7 +9,7 @@ import dataclasses
 import json
 import sys
 
-from .config import DOWNSAMPLING
+from .config import DOWNSAMPLING, STYLES
 from .errors import CifarResnetError
 
 DEFAULT_PRESET = "reference"
@@ -26,6 +26,9 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--pool", type=int, metavar="P", help="average-pool kernel before the classifier")
     g.add_argument("--downsample", choices=DOWNSAMPLING,
                    help="how stages 2..N halve the map: a stride-2 conv, or a conv then a 2x2 max pool")
+    g.add_argument("--style", choices=STYLES,
+                   help="layer style: torchvision's ResNet, or airbench94's layers made residual "
+                        "(2x2 patch stem, GELU, every stage max-pooled)")
 
 
 def _add_tta_arg(p: argparse.ArgumentParser) -> None:
@@ -46,7 +49,7 @@ def model_config_from_args(args):
         value = getattr(args, name)
         if value is not None:
             base[name] = value[0] if name in ("kernel", "skip_kernel") and len(value) == 1 else value
-    for name in ("pool", "downsample"):
+    for name in ("pool", "downsample", "style"):
         if getattr(args, name) is not None:
             base[name] = getattr(args, name)
     return ModelConfig(**base)

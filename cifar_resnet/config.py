@@ -14,6 +14,9 @@ from .errors import CifarResnetError
 IMAGE_SIZE = 32
 PARAMETER_BUDGET = 5_000_000
 DOWNSAMPLING = ("stride", "maxpool")
+STYLES = ("torchvision", "airbench")
+SCHEDULES = ("cosine", "linear")
+PATCH_STEM_CHANNELS = 24  # the airbench style's 2x2 whitening stem: 12 patch directions and their negatives
 
 
 class ConfigurationError(CifarResnetError, ValueError):
@@ -46,11 +49,19 @@ class ModelConfig:
     channels:    C_i, output channels of stage i
     kernel:      F_i, kernel size of the 3x3-style convolutions in stage i (odd)
     skip_kernel: K_i, kernel size of the projection shortcut entering stage i (odd)
-    pool:        P, kernel (and stride) of the average pool before the classifier
+    pool:        P, kernel (and stride) of the average pool (max pool for 'airbench') before the classifier
     downsample:  how stages 2..N halve the map in their first block: 'stride' (a stride-2 conv1
                  and shortcut, as torchvision's ResNet) or 'maxpool' (conv1 at the full size, then
                  a 2x2 max pool; the shortcut pools first): four times that conv's FLOPs, and it
                  sees every position instead of one in four
+    style:       'torchvision' (conv3x3-BN-ReLU stem, ReLU, projection shortcuts, average pool) or
+                 'airbench' (the layers of airbench94 made residual): a 2x2 unpadded stem of
+                 24 channels with a bias and no BatchNorm, every stage (the first too) halving the
+                 map by a 2x2 max pool (32 -> 31 -> 15 -> 7 -> 3), GELU, BatchNorm with a fixed
+                 scale of 1 (only the shift is learned), identity-initialized convolutions,
+                 parameter-free shortcuts (the pooled input with zero channels appended, He et al.'s
+                 option A, so C_i must not shrink and skip_kernel is unused), a max pool of kernel P
+                 and a bias-free classifier whose logits are scaled by 1/9
     An int for ``kernel`` or ``skip_kernel`` applies to every stage.
     """
 
@@ -61,6 +72,7 @@ class ModelConfig:
     pool: int = 8
     num_classes: int = 10
     downsample: str = "stride"
+    style: str = "torchvision"
 
     def __post_init__(self):
         blocks, channels = tuple(self.blocks), tuple(self.channels)
@@ -85,13 +97,17 @@ class ModelConfig:
                     raise ConfigurationError(
                         f"{name}[stage {i}] = {k}: must be odd, so that 'same' padding keeps "
                         f"the feature map's size")
-        size = IMAGE_SIZE
-        for i in range(2, self.stages + 1):
+        if self.style not in STYLES:
+            raise ConfigurationError(f"style = {self.style!r}: use one of {STYLES}")
+        if self.style == "airbench":
+            self._validate_airbench()
+        size = self.stem_size
+        for i in range(1 if self.style == "airbench" else 2, self.stages + 1):
             if size < 2:
                 raise ConfigurationError(
                     f"stage {i} would halve a {size}x{size} feature map, which vanishes: "
                     f"use at most {i - 1} stages")
-            size = (size + 1) // 2
+            size = self._halve(size)
         if not isinstance(self.pool, int) or isinstance(self.pool, bool) or self.pool < 1:
             raise ConfigurationError(f"pool = {self.pool!r}: must be an integer >= 1")
         if self.pool > size:
@@ -103,18 +119,45 @@ class ModelConfig:
         if not isinstance(self.num_classes, int) or self.num_classes < 1:
             raise ConfigurationError(f"num_classes = {self.num_classes!r}: must be an integer >= 1")
 
+    def _validate_airbench(self) -> None:
+        if self.downsample != "maxpool":
+            raise ConfigurationError("style = 'airbench' halves every stage with a 2x2 max pool: "
+                                     "set downsample = 'maxpool'")
+        widths = (PATCH_STEM_CHANNELS,) + self.channels
+        for i in range(1, len(widths)):
+            if widths[i] < widths[i - 1]:
+                raise ConfigurationError(
+                    f"channels[stage {i}] = {widths[i]} < {widths[i - 1]} entering it: the airbench style's "
+                    f"shortcuts only append zero channels, so channels must not shrink (the stem has "
+                    f"{PATCH_STEM_CHANNELS})")
+
+    def _halve(self, size: int) -> int:
+        """A 2x2 max pool or stride 2: rounding down for the airbench style, up otherwise."""
+        return size // 2 if self.style == "airbench" else (size + 1) // 2
+
     @property
     def stages(self) -> int:
         """N, the number of residual stages."""
         return len(self.blocks)
 
     @property
+    def stem_channels(self) -> int:
+        """Channels out of the stem: C_1, or 24 for the airbench style's patch stem."""
+        return PATCH_STEM_CHANNELS if self.style == "airbench" else self.channels[0]
+
+    @property
+    def stem_size(self) -> int:
+        """Side of the stem's output map: 32 ('same' 3x3 conv), or 31 (unpadded 2x2 conv)."""
+        return IMAGE_SIZE - 1 if self.style == "airbench" else IMAGE_SIZE
+
+    @property
     def feature_sizes(self) -> tuple[int, ...]:
-        """Side of each stage's output map: 32 for stage 1, halved (rounding up) after."""
-        sizes, size = [], IMAGE_SIZE
+        """Side of each stage's output map: 32 for stage 1, halved (rounding up) after; for the
+        airbench style every stage halves the stem's 31, rounding down (15, 7, 3, 1)."""
+        sizes, size = [], self.stem_size
         for i in range(self.stages):
-            if i > 0:
-                size = (size + 1) // 2
+            if i > 0 or self.style == "airbench":
+                size = self._halve(size)
             sizes.append(size)
         return tuple(sizes)
 
@@ -135,9 +178,10 @@ class ModelConfig:
         def short(v):
             return v[0] if len(set(v)) == 1 else v
         downsample = f", downsample={self.downsample!r}" if self.downsample != "stride" else ""
+        style = f", style={self.style!r}" if self.style != "torchvision" else ""
         return (f"ModelConfig(blocks={self.blocks}, channels={self.channels}, "
                 f"kernel={short(self.kernel)}, skip_kernel={short(self.skip_kernel)}, "
-                f"pool={self.pool}{downsample})")
+                f"pool={self.pool}{downsample}{style})")
 
 
 @dataclass(frozen=True)
@@ -153,6 +197,9 @@ class TrainConfig:
     ``alternate_flip`` mirrors a fixed random half of the images in even epochs and the other half in
     odd epochs, instead of tossing a coin per image and epoch: every image is seen both ways in any
     two epochs in a row (airbench's alternating flip).
+    ``schedule`` shapes the learning rate over training: 'cosine' rises linearly from 0 to ``lr``
+    over the ``warmup`` fraction, then falls along a cosine to 0; 'linear' (airbench's triangle)
+    rises linearly from a fifth of ``lr`` and then falls linearly to 7% of it.
     ``lookahead`` pulls the weights towards a running average of themselves every few steps, more
     strongly as training ends, and leaves the model on the average at the end of every epoch.
     """
@@ -169,6 +216,7 @@ class TrainConfig:
     whiten_stem: bool = False
     lookahead: bool = False
     warmup: float = 0.05
+    schedule: str = "cosine"
     crop_padding: int = 4
     flip: bool = True
     alternate_flip: bool = False
@@ -190,6 +238,8 @@ class TrainConfig:
             raise ConfigurationError(f"batch_size = {self.batch_size}: must be >= 1")
         if not 0 <= self.warmup < 1:
             raise ConfigurationError(f"warmup = {self.warmup}: a fraction of training in [0, 1)")
+        if self.schedule not in SCHEDULES:
+            raise ConfigurationError(f"schedule = {self.schedule!r}: use one of {SCHEDULES}")
         if not 0 <= self.erasing <= 1:
             raise ConfigurationError(f"erasing = {self.erasing}: a probability in [0, 1]")
         if self.alternate_flip and not self.flip:

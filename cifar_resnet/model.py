@@ -7,10 +7,32 @@ from torch import Tensor, nn
 
 from .config import ModelConfig
 
+AIRBENCH_LOGIT_SCALE = 1 / 9  # the airbench style's classifier output is scaled down by this
+
 
 def conv(in_channels: int, out_channels: int, kernel: int, stride: int = 1) -> nn.Conv2d:
     """A bias-free convolution with 'same' padding (the map shrinks only by the stride)."""
     return nn.Conv2d(in_channels, out_channels, kernel, stride=stride, padding=kernel // 2, bias=False)
+
+
+class FixedScaleBatchNorm(nn.BatchNorm2d):
+    """BatchNorm whose scale stays 1 (only the shift learns), with airbench's eps and a fast
+    running average (momentum 0.4)."""
+
+    def __init__(self, channels: int):
+        super().__init__(channels, eps=1e-12, momentum=0.4)
+        self.weight.requires_grad_(False)
+
+
+class ZeroPadShortcut(nn.Module):
+    """A parameter-free shortcut: the input with ``extra`` zero channels appended (option A)."""
+
+    def __init__(self, extra: int):
+        super().__init__()
+        self.extra = extra
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.pad(x, (0, 0, 0, 0, 0, self.extra)) if self.extra else x
 
 
 class BasicBlock(nn.Module):
@@ -21,19 +43,25 @@ class BasicBlock(nn.Module):
     the shortcut's conv (so, with stride 1, conv1 runs at the input's full size).
     Input (B, in_channels, H, W) -> output (B, out_channels, ceil(H / s), ceil(W / s)),
     where s is the stride, times 2 with ``maxpool``.
+    ``style='airbench'`` swaps in GELU, FixedScaleBatchNorm, a pool that rounds down and the
+    zero-padding shortcut (see ModelConfig).
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel: int = 3,
-                 skip_kernel: int = 1, stride: int = 1, maxpool: bool = False):
+                 skip_kernel: int = 1, stride: int = 1, maxpool: bool = False, style: str = "torchvision"):
         super().__init__()
-        self.pool = nn.MaxPool2d(2, ceil_mode=True) if maxpool else nn.Identity()
+        airbench = style == "airbench"
+        norm = FixedScaleBatchNorm if airbench else nn.BatchNorm2d
+        self.pool = nn.MaxPool2d(2, ceil_mode=not airbench) if maxpool else nn.Identity()
         self.conv1 = conv(in_channels, out_channels, kernel, stride)
-        self.bn1 = nn.BatchNorm2d(out_channels)
+        self.bn1 = norm(out_channels)
         self.conv2 = conv(out_channels, out_channels, kernel)
-        self.bn2 = nn.BatchNorm2d(out_channels)
-        self.relu = nn.ReLU(inplace=True)
+        self.bn2 = norm(out_channels)
+        self.relu = nn.GELU() if airbench else nn.ReLU(inplace=True)
         self.shortcut = nn.Identity()
-        if stride != 1 or maxpool or in_channels != out_channels:
+        if airbench:
+            self.shortcut = ZeroPadShortcut(out_channels - in_channels)
+        elif stride != 1 or maxpool or in_channels != out_channels:
             self.shortcut = nn.Sequential(conv(in_channels, out_channels, skip_kernel, stride),
                                           nn.BatchNorm2d(out_channels))
 
@@ -48,24 +76,34 @@ class ResNet(nn.Module):
 
     Stage 1 keeps 32x32; each later stage halves the map in its first block (by a stride or by
     a max pool, as ``config.downsample`` says).
+    ``config.style == 'airbench'``: stem conv2x2 (unpadded, with bias) - GELU, every stage halves,
+    MaxPool(P), a bias-free Linear and logits times 1/9 (see ModelConfig).
     Input (B, 3, 32, 32) normalized floats -> logits (B, num_classes).
     """
 
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
-        c1 = config.channels[0]
-        self.stem = nn.Sequential(conv(3, c1, 3), nn.BatchNorm2d(c1), nn.ReLU(inplace=True))
-        stages, in_channels = [], c1
+        airbench = config.style == "airbench"
+        stem = config.stem_channels
+        if airbench:
+            self.stem = nn.Sequential(nn.Conv2d(3, stem, 2, bias=True), nn.GELU())
+        else:
+            self.stem = nn.Sequential(conv(3, stem, 3), nn.BatchNorm2d(stem), nn.ReLU(inplace=True))
+        stages, in_channels = [], stem
         for i, (blocks, out_channels, kernel, skip) in enumerate(
                 zip(config.blocks, config.channels, config.kernel, config.skip_kernel)):
-            stages.append(self._make_stage(in_channels, out_channels, blocks, kernel, skip, halve=i > 0,
-                                           maxpool=config.downsample == "maxpool"))
+            stages.append(self._make_stage(in_channels, out_channels, blocks, kernel, skip, halve=i > 0 or airbench,
+                                           maxpool=config.downsample == "maxpool", style=config.style))
             in_channels = out_channels
         self.stages = nn.Sequential(*stages)
-        self.pool = nn.AvgPool2d(config.pool)
+        self.pool = nn.MaxPool2d(config.pool) if airbench else nn.AvgPool2d(config.pool)
         self.flatten = nn.Flatten()
-        self.fc = nn.Linear(in_channels * config.pooled_size ** 2, config.num_classes)
+        self.fc = nn.Linear(in_channels * config.pooled_size ** 2, config.num_classes, bias=not airbench)
+        self.logit_scale = AIRBENCH_LOGIT_SCALE if airbench else 1.0
+        if airbench:
+            self._init_airbench()
+            return
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -73,17 +111,27 @@ class ResNet(nn.Module):
             if isinstance(m, BasicBlock):  # each residual branch starts as (almost) nothing
                 nn.init.zeros_(m.bn2.weight)
 
+    def _init_airbench(self) -> None:
+        """PyTorch's default weights, zero biases, and each conv's first filters the identity
+        (a conv with C_in inputs starts by passing those C_in channels through)."""
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+                nn.init.dirac_(m.weight[:m.in_channels])
+
     @staticmethod
-    def _make_stage(in_channels, out_channels, blocks, kernel, skip_kernel, halve, maxpool) -> nn.Sequential:
+    def _make_stage(in_channels, out_channels, blocks, kernel, skip_kernel, halve, maxpool, style) -> nn.Sequential:
         pooled = halve and maxpool
         layers = [BasicBlock(in_channels, out_channels, kernel, skip_kernel,
-                             stride=2 if halve and not pooled else 1, maxpool=pooled)]
-        layers += [BasicBlock(out_channels, out_channels, kernel, skip_kernel) for _ in range(blocks - 1)]
+                             stride=2 if halve and not pooled else 1, maxpool=pooled, style=style)]
+        layers += [BasicBlock(out_channels, out_channels, kernel, skip_kernel, style=style)
+                   for _ in range(blocks - 1)]
         return nn.Sequential(*layers)
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.stages(self.stem(x))
-        return self.fc(self.flatten(self.pool(x)))
+        return self.fc(self.flatten(self.pool(x))) * self.logit_scale
 
 
 @torch.no_grad()

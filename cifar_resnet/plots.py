@@ -105,12 +105,13 @@ def training_curves(history: list[dict], fig: Figure | None = None) -> Figure:
     return fig
 
 
-def lr_schedule(history: list[dict], peak: float, warmup: float) -> Figure:
+def lr_schedule(history: list[dict], peak: float, warmup: float, schedule: str = "cosine") -> Figure:
     """The learning rate over training: the schedule as a curve, each epoch's last value as a dot."""
     fig, ax = plt.subplots(figsize=(6, 3))
     progress = np.linspace(0, 1, 400)
     total_steps = history[-1]["step"] if history else 1
-    ax.plot(progress * total_steps, [lr_at(p, peak, warmup) for p in progress], label="warmup + cosine")
+    ax.plot(progress * total_steps, [lr_at(p, peak, warmup, schedule) for p in progress],
+            label=f"warmup + {schedule} decay")
     ax.plot([h["step"] for h in history], [h["lr"] for h in history], "o", ms=4, label="end of each epoch")
     ax.set(xlabel="optimizer step", ylabel="learning rate", title="learning-rate schedule")
     ax.grid(alpha=0.3)

@@ -32,6 +32,7 @@ from .model import ResNet, build_model, whiten_stem
 
 CHECKPOINT_FILE = "checkpoint.pt"
 LOOKAHEAD_EVERY, LOOKAHEAD_PEAK = 5, 0.95 ** 5  # steps between lookahead updates, their final decay
+LINEAR_START, LINEAR_END = 0.2, 0.07  # the 'linear' schedule's first and last rate, as fractions of the peak
 AUGMENT_CHUNK = 4096  # images augmented per call (uint8: 12 MB), whole batches of them
 HISTORY_FIELDS = ("epoch", "step", "lr", "train_loss", "train_acc", "val_loss", "val_acc",
                   "images_per_s", "seconds", "elapsed")
@@ -54,23 +55,35 @@ class TrainResult:
         return self.run_dir / CHECKPOINT_FILE if self.run_dir else None
 
 
-def lr_at(progress: float, peak: float, warmup: float) -> float:
-    """Learning rate at ``progress`` in [0, 1]: linear from 0 to ``peak`` over the first
-    ``warmup`` fraction, then a cosine down to 0. Continuous everywhere."""
+def lr_at(progress: float, peak: float, warmup: float, schedule: str = "cosine") -> float:
+    """Learning rate at ``progress`` in [0, 1], continuous everywhere.
+
+    'cosine': linear from 0 to ``peak`` over the first ``warmup`` fraction, then a cosine down to 0.
+    'linear': linear from LINEAR_START * peak to ``peak`` over the warmup, then linear down to
+    LINEAR_END * peak (airbench's triangle).
+    """
     progress = min(max(progress, 0.0), 1.0)
+    start, end = (LINEAR_START, LINEAR_END) if schedule == "linear" else (0.0, 0.0)
     if progress < warmup:
-        return peak * progress / warmup
-    return peak * 0.5 * (1 + math.cos(math.pi * (progress - warmup) / (1 - warmup)))
+        return peak * (start + (1 - start) * progress / warmup)
+    decayed = (progress - warmup) / (1 - warmup)
+    if schedule == "linear":
+        return peak * (1 + (end - 1) * decayed)
+    return peak * 0.5 * (1 + math.cos(math.pi * decayed))
 
 
 def parameter_groups(model: nn.Module, weight_decay: float, bias_lr_scale: float = 1.0) -> list[dict]:
     """Weight decay on conv and linear weights only. BatchNorm weights and all biases get none, and
-    the biases learn ``bias_lr_scale`` times faster than the schedule says. Frozen parameters are left out."""
+    the biases of BatchNorm and the classifier learn ``bias_lr_scale`` times faster than the schedule
+    says (a conv's bias, as in the airbench style's stem, does not). Frozen parameters are left out."""
+    conv_biases = {id(m.bias) for m in model.modules() if isinstance(m, nn.Conv2d) and m.bias is not None}
     named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    fast = [p for n, p in named if n.endswith("bias") and id(p) not in conv_biases]
+    fast_ids = {id(p) for p in fast}
     return [{"params": [p for _, p in named if p.ndim > 1], "weight_decay": weight_decay, "lr_scale": 1.0},
-            {"params": [p for n, p in named if p.ndim <= 1 and not n.endswith("bias")], "weight_decay": 0.0,
+            {"params": [p for _, p in named if p.ndim <= 1 and id(p) not in fast_ids], "weight_decay": 0.0,
              "lr_scale": 1.0},
-            {"params": [p for n, p in named if n.endswith("bias")], "weight_decay": 0.0, "lr_scale": bias_lr_scale}]
+            {"params": fast, "weight_decay": 0.0, "lr_scale": bias_lr_scale}]
 
 
 class Lookahead:
@@ -197,7 +210,7 @@ def fit(model_config: ModelConfig, train_config: TrainConfig | None, data: Cifar
 
     bar = tqdm(total=total_steps, initial=state.step, disable=not progress, unit="step",
                desc=f"training on {device.type}", dynamic_ncols=True)
-    lr = lr_at(progress_at(), cfg.lr, cfg.warmup)
+    lr = lr_at(progress_at(), cfg.lr, cfg.warmup, cfg.schedule)
     while not finished():
         model.train()
         generator = torch.Generator(device).manual_seed(cfg.seed * 1000 + state.epoch)
@@ -208,7 +221,7 @@ def fit(model_config: ModelConfig, train_config: TrainConfig | None, data: Cifar
         for i in range(steps_per_epoch):
             if budget and progress_at() >= 1:
                 break
-            lr = lr_at(progress_at(), cfg.lr, cfg.warmup)
+            lr = lr_at(progress_at(), cfg.lr, cfg.warmup, cfg.schedule)
             for group in optimizer.param_groups:
                 group["lr"] = lr * group["lr_scale"]
             if i % batches_per_chunk == 0:  # augment the next few batches in one go: far fewer, larger calls

@@ -8,7 +8,7 @@ import html
 import ipywidgets as w
 
 from .budget import ParameterReport, count_parameters
-from .config import DOWNSAMPLING, PARAMETER_BUDGET, PRESETS, ConfigurationError, ModelConfig
+from .config import DOWNSAMPLING, PARAMETER_BUDGET, PRESETS, STYLES, ConfigurationError, ModelConfig
 
 CUSTOM = "(custom)"
 MAX_STAGES = 4
@@ -62,18 +62,19 @@ class BudgetExplorer:
         self.skip_kernel = w.Dropdown(options=[1, 3, 5], value=1, description="K skip kernel", style=style)
         self.pool = w.IntSlider(8, min=1, max=32, description="P pool", style=style)
         self.downsample = w.Dropdown(options=DOWNSAMPLING, value="stride", description="downsample by", style=style)
+        self.style = w.Dropdown(options=STYLES, value="torchvision", description="layer style", style=style)
         # CSS classes on the widgets themselves (the notebook's sanitizer strips them from HTML values)
         self.total, self.bar, self.table, self.flops, self.code, self.error = (
             w.HTML().add_class(f"budget-{name}") for name in ("total", "bar", "table", "flops", "code", "error"))
         controls = [self.stages, *self.blocks, *self.channels, self.scale, self.kernel, self.skip_kernel, self.pool,
-                    self.downsample]
+                    self.downsample, self.style]
         for control in controls:
             control.observe(self._changed, names="value")
         self.preset.observe(self._preset_chosen, names="value")
         per_stage = [w.HBox([b, c]) for b, c in zip(self.blocks, self.channels)]
         self.widget = w.HBox([
             w.VBox([self.preset, self.stages, *per_stage, self.scale,
-                    w.HBox([self.kernel, self.skip_kernel]), w.HBox([self.pool, self.downsample])],
+                    w.HBox([self.kernel, self.skip_kernel]), w.HBox([self.pool, self.downsample]), self.style],
                    layout=w.Layout(min_width="640px", flex="0 0 auto")),
             w.VBox([self.total, self.bar, self.flops, self.table, self.code, self.error],
                    layout=w.Layout(margin="0 0 0 24px"))]).add_class("budget-explorer")
@@ -85,7 +86,7 @@ class BudgetExplorer:
         return ModelConfig(blocks=[s.value for s in self.blocks[:n]],
                            channels=[max(1, round(s.value * self.scale.value)) for s in self.channels[:n]],
                            kernel=self.kernel.value, skip_kernel=self.skip_kernel.value, pool=self.pool.value,
-                           downsample=self.downsample.value)
+                           downsample=self.downsample.value, style=self.style.value)
 
     def _preset_chosen(self, change) -> None:
         if change["new"] == CUSTOM or self._quiet:
@@ -98,7 +99,7 @@ class BudgetExplorer:
                 self.blocks[i].value, self.channels[i].value = c.blocks[i], c.channels[i]
             self.scale.value, self.kernel.value = 1.0, c.kernel[0]
             self.skip_kernel.value, self.pool.value = c.skip_kernel[0], c.pool
-            self.downsample.value = c.downsample
+            self.downsample.value, self.style.value = c.downsample, c.style
         finally:
             self._quiet = False
         self.refresh()

@@ -18,6 +18,14 @@ def random_config(rng: random.Random) -> ModelConfig:
                        downsample=rng.choice(DOWNSAMPLING))
 
 
+def random_airbench_config(rng: random.Random) -> ModelConfig:
+    n = rng.randint(1, 4)
+    channels = sorted(rng.randint(24, 96) for _ in range(n))
+    return ModelConfig(blocks=[rng.randint(1, 3) for _ in range(n)], channels=channels,
+                       kernel=[rng.choice([1, 3, 5]) for _ in range(n)], pool=rng.randint(1, (15, 7, 3, 1)[n - 1]),
+                       num_classes=rng.choice([10, 100]), downsample="maxpool", style="airbench")
+
+
 def built_counts(config):
     model = build_model(config, device="meta")
     return {name: sum(p.numel() for p in module.parameters(recurse=False))
@@ -51,6 +59,14 @@ def test_over_budget_verdict():
     assert report.total == 11_173_962  # ResNet-18 for CIFAR-10
     assert not report.fits_budget and report.verdict.startswith("OVER the budget")
     assert "OVER the budget" in report.table()
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_airbench_style_counting_matches_the_built_model(seed):
+    config = random_airbench_config(random.Random(seed))
+    counted = {layer.name: layer.parameters for layer in layer_counts(config)}
+    assert counted == built_counts(config)
+    assert count_parameters(config).flops == count_flops(config)
 
 
 @pytest.mark.parametrize("seed", range(12))

@@ -29,6 +29,13 @@ def test_int_kernels_broadcast_to_every_stage():
     (dict(blocks=(), channels=()), "blocks is empty"),
     (dict(blocks=(1,), channels=(8,), pool=0), "pool = 0"),
     (dict(blocks=(1,), channels=(8,), downsample="avgpool"), "downsample = 'avgpool'"),
+    (dict(blocks=(1,), channels=(8,), style="keras"), "style = 'keras'"),
+    (dict(blocks=(1,), channels=(32,), pool=1, style="airbench"), "set downsample = 'maxpool'"),
+    (dict(blocks=(1, 1), channels=(64, 32), pool=1, downsample="maxpool", style="airbench"),
+     "channels[stage 2] = 32 < 64"),
+    (dict(blocks=(1,), channels=(16,), pool=1, downsample="maxpool", style="airbench"), "channels[stage 1] = 16 < 24"),
+    (dict(blocks=(1,) * 5, channels=(32,) * 5, pool=1, downsample="maxpool", style="airbench"),
+     "stage 5 would halve a 1x1 feature map"),
 ])
 def test_invalid_configurations_name_the_wrong_value(kwargs, names):
     with pytest.raises(ValueError) as info:
@@ -55,6 +62,7 @@ def test_unknown_fields_and_presets_are_refused():
     (dict(epochs=0), "epochs = 0"), (dict(minutes=-1.0), "minutes = -1.0"),
     (dict(warmup=1.0), "warmup"), (dict(amp="fp8"), "amp = 'fp8'"), (dict(erasing=2.0), "erasing"),
     (dict(flip=False, alternate_flip=True), "alternate_flip = True needs flip = True"),
+    (dict(schedule="step"), "schedule = 'step'"),
 ])
 def test_invalid_train_configs(kwargs, message):
     with pytest.raises(ConfigurationError, match=message.replace("(", r"\(")):
@@ -62,7 +70,8 @@ def test_invalid_train_configs(kwargs, message):
 
 
 def test_code_line_rebuilds_the_config():
-    for c in (get_preset("four-stage").model, ModelConfig(blocks=(1, 2), channels=(8, 16), downsample="maxpool")):
+    for c in (get_preset("four-stage").model, ModelConfig(blocks=(1, 2), channels=(8, 16), downsample="maxpool"),
+              ModelConfig(blocks=(1, 1), channels=(32, 64), pool=7, downsample="maxpool", style="airbench")):
         assert eval(c.code(), {"ModelConfig": ModelConfig}) == c
 
 

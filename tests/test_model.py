@@ -41,6 +41,36 @@ def test_maxpool_downsampling_convolves_at_full_size_then_pools():
     assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
 
 
+def test_airbench_style_halves_every_stage_and_starts_each_conv_as_the_identity():
+    config = ModelConfig(blocks=(1, 2, 1), channels=(32, 64, 64), pool=3, downsample="maxpool", style="airbench")
+    model = build_model(config).eval()
+    x = model.stem(torch.randn(2, 3, 32, 32))
+    assert x.shape == (2, 24, 31, 31) and model.stem[0].bias is not None
+    for stage, channels, size in zip(model.stages, config.channels, config.feature_sizes):
+        x = stage(x)
+        assert x.shape == (2, channels, size, size)
+    assert config.feature_sizes == (15, 7, 3) and model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+    block = model.stages[0][0]
+    assert not block.bn1.weight.requires_grad and block.bn1.eps == 1e-12 and block.bn1.momentum == 0.4
+    kernel = block.conv1.weight[:24, :, 1, 1]
+    torch.testing.assert_close(kernel, torch.eye(24))  # the first 24 filters pass their channel through
+    assert block.conv1.weight[:24].abs().sum() == 24
+    y = torch.randn(2, 24, 9, 9)
+    pooled = torch.nn.functional.max_pool2d(y, 2)  # rounds down: 9 -> 4
+    branch = block.bn2(block.conv2(block.relu(block.bn1(torch.nn.functional.max_pool2d(block.conv1(y), 2)))))
+    shortcut = torch.cat([pooled, torch.zeros(2, 8, 4, 4)], 1)  # zero channels appended, no parameters
+    torch.testing.assert_close(block(y), torch.nn.functional.gelu(branch + shortcut))
+    assert not list(block.shortcut.parameters()) and model.fc.bias is None
+    features = model.flatten(model.pool(model.stages(model.stem(torch.randn(2, 3, 32, 32)))))
+    assert features.shape == (2, 64)  # a global max pool of the last 3x3 map
+
+
+def test_airbench_logits_are_the_classifier_output_over_nine():
+    model = build_model(ModelConfig(blocks=(1,), channels=(24,), pool=15, downsample="maxpool", style="airbench"))
+    x = torch.randn(2, 3, 32, 32)
+    torch.testing.assert_close(model(x) * 9, model.fc(model.flatten(model.pool(model.stages(model.stem(x))))))
+
+
 def test_pool_larger_than_one_widens_the_classifier():
     config = ModelConfig(blocks=(1, 1), channels=(8, 16), pool=4)  # 16x16 map -> 4x4 after pooling
     model = build_model(config)
@@ -56,6 +86,18 @@ def test_no_convolution_has_a_bias_and_the_build_is_seeded():
     torch.manual_seed(1)
     b = build_model(PRESETS["tiny"].model).state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_whiten_stem_fills_the_airbench_patch_stem_and_keeps_its_bias_trainable():
+    images = torch.randn(300, 3, 32, 32)
+    model = build_model(ModelConfig(blocks=(1,), channels=(24,), pool=15, downsample="maxpool", style="airbench"))
+    whiten_stem(model, images)
+    stem = model.stem[0]
+    assert not stem.weight.requires_grad and stem.bias.requires_grad
+    patches = torch.nn.functional.unfold(images, 2).transpose(1, 2).reshape(-1, 12)
+    whitened = patches @ stem.weight[:12].flatten(1).T
+    torch.testing.assert_close(whitened.T @ whitened / len(whitened), torch.eye(12), atol=0.01, rtol=0)
+    torch.testing.assert_close(stem.weight[:12], -stem.weight[12:])
 
 
 def test_whiten_stem_reads_the_images_in_chunks_without_changing_the_filters():

@@ -6,7 +6,7 @@ import torch
 
 from cifar_resnet import train
 from cifar_resnet.checkpoint import load_checkpoint
-from cifar_resnet.config import PRESETS, TrainConfig
+from cifar_resnet.config import PRESETS, ModelConfig, TrainConfig
 from cifar_resnet.errors import CifarResnetError
 from cifar_resnet.model import build_model
 from cifar_resnet.train import (HISTORY_FIELDS, Lookahead, TrainingDivergedError, fit, lr_at,
@@ -29,6 +29,15 @@ def test_lr_schedule_warms_up_linearly_then_decays_continuously_to_zero():
     assert lr_at(0.3, peak, 0.0) == pytest.approx(peak * 0.5 * (1 + math.cos(math.pi * 0.3)))
 
 
+def test_linear_schedule_is_airbenchs_triangle():
+    peak, warmup = 1.5, 0.23
+    assert lr_at(0, peak, warmup, "linear") == pytest.approx(0.2 * peak)
+    assert lr_at(warmup / 2, peak, warmup, "linear") == pytest.approx(0.6 * peak)
+    assert lr_at(warmup, peak, warmup, "linear") == pytest.approx(peak)
+    assert lr_at(warmup + (1 - warmup) / 2, peak, warmup, "linear") == pytest.approx((1 + 0.07) / 2 * peak)
+    assert lr_at(1, peak, warmup, "linear") == lr_at(2, peak, warmup, "linear") == pytest.approx(0.07 * peak)
+
+
 def test_no_weight_decay_on_batchnorm_and_biases_and_a_faster_learning_rate_for_biases():
     model = build_model(TINY)
     decay, bn_weights, biases = parameter_groups(model, 5e-4, bias_lr_scale=8.0)
@@ -40,6 +49,15 @@ def test_no_weight_decay_on_batchnorm_and_biases_and_a_faster_learning_rate_for_
     assert sum(len(g["params"]) for g in (decay, bn_weights, biases)) == len(list(model.parameters()))
     model.stem[0].weight.requires_grad_(False)  # frozen parameters are left out
     assert sum(len(g["params"]) for g in parameter_groups(model, 5e-4)) == len(list(model.parameters())) - 1
+
+
+def test_airbench_style_groups_leave_the_stem_bias_at_the_base_rate_and_frozen_bn_scales_out():
+    model = build_model(ModelConfig(blocks=(1, 1), channels=(32, 64), pool=7, downsample="maxpool", style="airbench"))
+    decay, others, biases = parameter_groups(model, 5e-4, bias_lr_scale=64.0)
+    assert {id(p) for p in others["params"]} == {id(model.stem[0].bias)} and others["lr_scale"] == 1.0
+    bn = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert {id(p) for p in biases["params"]} == {id(m.bias) for m in bn} and biases["lr_scale"] == 64.0
+    assert model.fc.bias is None and not any(m.weight.requires_grad for m in bn)
 
 
 def test_each_group_follows_the_schedule_times_its_scale(smoke_data):
