@@ -25,8 +25,9 @@ def _mirror_mask(flip: float | Tensor, images: Tensor, generator: torch.Generato
 
 
 def random_crop(images: Tensor, padding: int = 4, generator: torch.Generator | None = None,
-                flip: float | Tensor = 0.0) -> Tensor:
-    """Zero-pad by ``padding`` and cut a random HxW window per image (RandomCrop(32, padding=4));
+                flip: float | Tensor = 0.0, reflect: bool = False) -> Tensor:
+    """Zero-pad (or, with ``reflect``, mirror the border) by ``padding`` and cut a random HxW
+    window per image (RandomCrop(32, padding=4));
     with ``flip`` > 0, also mirror each window with that probability (as ``random_flip`` would after),
     or, with ``flip`` a bool tensor, mirror the images it marks.
 
@@ -37,7 +38,7 @@ def random_crop(images: Tensor, padding: int = 4, generator: torch.Generator | N
     if padding == 0:
         return random_flip(images, flip, generator) if flips else images
     n, c, h, w = images.shape
-    padded = F.pad(images, (padding,) * 4)
+    padded = F.pad(images, (padding,) * 4, mode="reflect" if reflect else "constant")
     dy = torch.randint(0, 2 * padding + 1, (n,), device=images.device, generator=generator)
     dx = torch.randint(0, 2 * padding + 1, (n,), device=images.device, generator=generator)
     rows = dy.view(n, 1, 1) + torch.arange(h, device=images.device).view(1, h, 1)
@@ -180,14 +181,16 @@ def rand_augment(images: Tensor, num_ops: int = 2, magnitude: int = 9, num_bins:
 
 
 def augment(images: Tensor, *, crop_padding: int = 4, flip: bool | Tensor = True, erasing: float = 0.5,
-            randaugment: bool = False, fill=0, generator: torch.Generator | None = None) -> Tensor:
+            randaugment: bool = False, fill=0, generator: torch.Generator | None = None,
+            crop_reflect: bool = False) -> Tensor:
     """The training augmentation: crop, flip, (RandAugment), random erasing, in the reference order.
 
     ``flip`` True mirrors each image with probability 1/2; a bool tensor says which ones to mirror.
+    ``crop_reflect`` pads the crop by mirroring the border instead of with black.
     """
     if not isinstance(flip, Tensor):
         flip = 0.5 if flip else 0.0
-    images = random_crop(images, crop_padding, generator, flip=flip)
+    images = random_crop(images, crop_padding, generator, flip=flip, reflect=crop_reflect)
     if randaugment:
         images = rand_augment(images, generator=generator)
     if erasing > 0:

@@ -197,6 +197,7 @@ class TrainConfig:
     ``alternate_flip`` mirrors a fixed random half of the images in even epochs and the other half in
     odd epochs, instead of tossing a coin per image and epoch: every image is seen both ways in any
     two epochs in a row (airbench's alternating flip).
+    ``crop_reflect`` pads the random crop by mirroring the border instead of with black pixels.
     ``schedule`` shapes the learning rate over training: 'cosine' rises linearly from 0 to ``lr``
     over the ``warmup`` fraction, then falls along a cosine to 0; 'linear' (airbench's triangle)
     rises linearly from a fifth of ``lr`` and then falls linearly to 7% of it.
@@ -218,6 +219,7 @@ class TrainConfig:
     warmup: float = 0.05
     schedule: str = "cosine"
     crop_padding: int = 4
+    crop_reflect: bool = False
     flip: bool = True
     alternate_flip: bool = False
     erasing: float = 0.5

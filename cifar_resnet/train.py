@@ -228,7 +228,8 @@ def fit(model_config: ModelConfig, train_config: TrainConfig | None, data: Cifar
                 idx = order[i * batch_size:(i + batches_per_chunk) * batch_size]
                 flip = mirrored_half[idx] ^ (state.epoch % 2 == 1) if cfg.alternate_flip else cfg.flip
                 chunk_x = augment(train_x[idx], crop_padding=cfg.crop_padding, flip=flip, erasing=cfg.erasing,
-                                  randaugment=cfg.randaugment, fill=fill, generator=generator)
+                                  randaugment=cfg.randaugment, fill=fill, generator=generator,
+                                  crop_reflect=cfg.crop_reflect)
                 chunk_y = train_y[idx]
             in_chunk = slice((i % batches_per_chunk) * batch_size, (i % batches_per_chunk + 1) * batch_size)
             x, y = chunk_x[in_chunk], chunk_y[in_chunk]

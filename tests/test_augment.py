@@ -24,6 +24,16 @@ def test_crop_cuts_a_shifted_window_of_the_zero_padded_image(images):
     assert not torch.equal(out, images)
 
 
+def test_reflect_crop_cuts_a_window_of_the_mirror_padded_image(images):
+    out = random_crop(images, padding=2, generator=gen(), reflect=True)
+    padded = torch.nn.functional.pad(images, (2, 2, 2, 2), mode="reflect")
+    for i in range(len(images)):
+        windows = [padded[i, :, dy:dy + 32, dx:dx + 32] for dy in range(5) for dx in range(5)]
+        assert any(torch.equal(out[i], w) for w in windows)
+    zero_padded = random_crop(images, padding=2, generator=gen())  # same draws, other border
+    assert not torch.equal(out, zero_padded)
+
+
 def test_crop_with_flip_equals_crop_then_flip(images):
     for padding in (0, 2, 4):  # one gather draws what crop, then flip, would draw
         g = gen(7)
