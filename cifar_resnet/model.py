@@ -101,8 +101,8 @@ class ResNet(nn.Module):
         self.flatten = nn.Flatten()
         self.fc = nn.Linear(in_channels * config.pooled_size ** 2, config.num_classes, bias=not airbench)
         self.logit_scale = AIRBENCH_LOGIT_SCALE if airbench else 1.0
-        if airbench:
-            self._init_airbench()
+        if airbench:  # PyTorch's default initialization; the BatchNorm scales stay 1
+            nn.init.zeros_(self.stem[0].bias)
             return
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
@@ -110,15 +110,6 @@ class ResNet(nn.Module):
         for m in self.modules():
             if isinstance(m, BasicBlock):  # each residual branch starts as (almost) nothing
                 nn.init.zeros_(m.bn2.weight)
-
-    def _init_airbench(self) -> None:
-        """PyTorch's default weights, zero biases, and each conv's first filters the identity
-        (a conv with C_in inputs starts by passing those C_in channels through)."""
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-                nn.init.dirac_(m.weight[:m.in_channels])
 
     @staticmethod
     def _make_stage(in_channels, out_channels, blocks, kernel, skip_kernel, halve, maxpool, style) -> nn.Sequential:
