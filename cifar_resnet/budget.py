@@ -125,8 +125,12 @@ def layer_counts(config: ModelConfig) -> list[Layer]:
     for s, (blocks, cout, f, k, size) in enumerate(zip(config.blocks, config.channels, config.kernel,
                                                        config.skip_kernel, config.feature_sizes)):
         group = f"stage {s + 1}"
+        if airbench:  # PooledConv: the conv runs before the pool
+            layers += [_conv(f"stages.{s}.0.conv", group, "conv", cin, cout, f, size_in),
+                       _batchnorm(f"stages.{s}.0.norm", group, cout)]
+            cin, size_in = cout, size
         for b in range(blocks):
-            p = f"stages.{s}.{b}."
+            p = f"stages.{s}.{b + 1 if airbench else b}."
             block_in = cin if b == 0 else cout
             conv1_size = size_in if b == 0 and config.downsample == "maxpool" else size  # pools after conv1
             layers += [_conv(p + "conv1", group, "conv", block_in, cout, f, conv1_size),

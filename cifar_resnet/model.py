@@ -24,15 +24,19 @@ class FixedScaleBatchNorm(nn.BatchNorm2d):
         self.weight.requires_grad_(False)
 
 
-class ZeroPadShortcut(nn.Module):
-    """A parameter-free shortcut: the input with ``extra`` zero channels appended (option A)."""
+class PooledConv(nn.Module):
+    """conv(F) - 2x2 max pool - BN - GELU: how each stage of the airbench style opens, setting the
+    width and halving the map (rounding down). (B, C_in, H, W) -> (B, C_out, H // 2, W // 2)."""
 
-    def __init__(self, extra: int):
+    def __init__(self, in_channels: int, out_channels: int, kernel: int = 3):
         super().__init__()
-        self.extra = extra
+        self.conv = conv(in_channels, out_channels, kernel)
+        self.pool = nn.MaxPool2d(2)
+        self.norm = FixedScaleBatchNorm(out_channels)
+        self.act = nn.GELU()
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.pad(x, (0, 0, 0, 0, 0, self.extra)) if self.extra else x
+        return self.act(self.norm(self.pool(self.conv(x))))
 
 
 class BasicBlock(nn.Module):
@@ -43,8 +47,7 @@ class BasicBlock(nn.Module):
     the shortcut's conv (so, with stride 1, conv1 runs at the input's full size).
     Input (B, in_channels, H, W) -> output (B, out_channels, ceil(H / s), ceil(W / s)),
     where s is the stride, times 2 with ``maxpool``.
-    ``style='airbench'`` swaps in GELU, FixedScaleBatchNorm, a pool that rounds down and the
-    zero-padding shortcut (see ModelConfig).
+    ``style='airbench'`` swaps in GELU and FixedScaleBatchNorm (see ModelConfig).
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel: int = 3,
@@ -52,16 +55,14 @@ class BasicBlock(nn.Module):
         super().__init__()
         airbench = style == "airbench"
         norm = FixedScaleBatchNorm if airbench else nn.BatchNorm2d
-        self.pool = nn.MaxPool2d(2, ceil_mode=not airbench) if maxpool else nn.Identity()
+        self.pool = nn.MaxPool2d(2, ceil_mode=True) if maxpool else nn.Identity()
         self.conv1 = conv(in_channels, out_channels, kernel, stride)
         self.bn1 = norm(out_channels)
         self.conv2 = conv(out_channels, out_channels, kernel)
         self.bn2 = norm(out_channels)
         self.relu = nn.GELU() if airbench else nn.ReLU(inplace=True)
         self.shortcut = nn.Identity()
-        if airbench:
-            self.shortcut = ZeroPadShortcut(out_channels - in_channels)
-        elif stride != 1 or maxpool or in_channels != out_channels:
+        if stride != 1 or maxpool or in_channels != out_channels:
             self.shortcut = nn.Sequential(conv(in_channels, out_channels, skip_kernel, stride),
                                           nn.BatchNorm2d(out_channels))
 
@@ -76,8 +77,8 @@ class ResNet(nn.Module):
 
     Stage 1 keeps 32x32; each later stage halves the map in its first block (by a stride or by
     a max pool, as ``config.downsample`` says).
-    ``config.style == 'airbench'``: stem conv2x2 (unpadded, with bias) - GELU, every stage halves,
-    MaxPool(P), a bias-free Linear and logits times 1/9 (see ModelConfig).
+    ``config.style == 'airbench'``: stem conv2x2 (unpadded, with bias) - GELU, each stage a
+    PooledConv then B_i BasicBlocks, MaxPool(P), a bias-free Linear and logits times 1/9 (see ModelConfig).
     Input (B, 3, 32, 32) normalized floats -> logits (B, num_classes).
     """
 
@@ -93,16 +94,21 @@ class ResNet(nn.Module):
         stages, in_channels = [], stem
         for i, (blocks, out_channels, kernel, skip) in enumerate(
                 zip(config.blocks, config.channels, config.kernel, config.skip_kernel)):
-            stages.append(self._make_stage(in_channels, out_channels, blocks, kernel, skip, halve=i > 0 or airbench,
-                                           maxpool=config.downsample == "maxpool", style=config.style))
+            if airbench:
+                stages.append(nn.Sequential(PooledConv(in_channels, out_channels, kernel),
+                                            *[BasicBlock(out_channels, out_channels, kernel, style=config.style)
+                                              for _ in range(blocks)]))
+            else:
+                stages.append(self._make_stage(in_channels, out_channels, blocks, kernel, skip, halve=i > 0,
+                                               maxpool=config.downsample == "maxpool"))
             in_channels = out_channels
         self.stages = nn.Sequential(*stages)
         self.pool = nn.MaxPool2d(config.pool) if airbench else nn.AvgPool2d(config.pool)
         self.flatten = nn.Flatten()
         self.fc = nn.Linear(in_channels * config.pooled_size ** 2, config.num_classes, bias=not airbench)
         self.logit_scale = AIRBENCH_LOGIT_SCALE if airbench else 1.0
-        if airbench:  # PyTorch's default initialization; the BatchNorm scales stay 1
-            nn.init.zeros_(self.stem[0].bias)
+        if airbench:
+            self._init_airbench()
             return
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
@@ -111,13 +117,20 @@ class ResNet(nn.Module):
             if isinstance(m, BasicBlock):  # each residual branch starts as (almost) nothing
                 nn.init.zeros_(m.bn2.weight)
 
+    def _init_airbench(self) -> None:
+        """PyTorch's default weights, a zero stem bias, and each conv's first C_in filters the
+        identity (a conv from C_in channels starts by passing them through; a square one is the identity)."""
+        nn.init.zeros_(self.stem[0].bias)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.dirac_(m.weight[:m.in_channels])
+
     @staticmethod
-    def _make_stage(in_channels, out_channels, blocks, kernel, skip_kernel, halve, maxpool, style) -> nn.Sequential:
+    def _make_stage(in_channels, out_channels, blocks, kernel, skip_kernel, halve, maxpool) -> nn.Sequential:
         pooled = halve and maxpool
         layers = [BasicBlock(in_channels, out_channels, kernel, skip_kernel,
-                             stride=2 if halve and not pooled else 1, maxpool=pooled, style=style)]
-        layers += [BasicBlock(out_channels, out_channels, kernel, skip_kernel, style=style)
-                   for _ in range(blocks - 1)]
+                             stride=2 if halve and not pooled else 1, maxpool=pooled)]
+        layers += [BasicBlock(out_channels, out_channels, kernel, skip_kernel) for _ in range(blocks - 1)]
         return nn.Sequential(*layers)
 
     def forward(self, x: Tensor) -> Tensor:

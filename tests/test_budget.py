@@ -20,8 +20,7 @@ def random_config(rng: random.Random) -> ModelConfig:
 
 def random_airbench_config(rng: random.Random) -> ModelConfig:
     n = rng.randint(1, 4)
-    channels = sorted(rng.randint(24, 96) for _ in range(n))
-    return ModelConfig(blocks=[rng.randint(1, 3) for _ in range(n)], channels=channels,
+    return ModelConfig(blocks=[rng.randint(1, 3) for _ in range(n)], channels=[rng.randint(1, 96) for _ in range(n)],
                        kernel=[rng.choice([1, 3, 5]) for _ in range(n)], pool=rng.randint(1, (15, 7, 3, 1)[n - 1]),
                        num_classes=rng.choice([10, 100]), downsample="maxpool", style="airbench")
 

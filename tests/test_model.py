@@ -1,7 +1,7 @@
 import torch
 
 from cifar_resnet.config import PRESETS, ModelConfig
-from cifar_resnet.model import BasicBlock, build_model, whiten_stem
+from cifar_resnet.model import BasicBlock, PooledConv, build_model, whiten_stem
 
 
 def test_stage_outputs_have_the_configured_shapes():
@@ -41,25 +41,32 @@ def test_maxpool_downsampling_convolves_at_full_size_then_pools():
     assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
 
 
-def test_airbench_style_halves_every_stage_with_parameter_free_shortcuts():
-    config = ModelConfig(blocks=(1, 2, 1), channels=(32, 64, 64), pool=3, downsample="maxpool", style="airbench")
+def test_airbench_style_opens_each_stage_with_a_pooled_conv_then_identity_basic_blocks():
+    config = ModelConfig(blocks=(1, 2, 1), channels=(32, 64, 48), pool=3, downsample="maxpool", style="airbench")
     model = build_model(config).eval()
     x = model.stem(torch.randn(2, 3, 32, 32))
     assert x.shape == (2, 24, 31, 31) and model.stem[0].bias is not None
-    for stage, channels, size in zip(model.stages, config.channels, config.feature_sizes):
+    for stage, blocks, channels, size in zip(model.stages, config.blocks, config.channels, config.feature_sizes):
+        assert isinstance(stage[0], PooledConv) and len(stage) == 1 + blocks
+        assert all(isinstance(block.shortcut, torch.nn.Identity) for block in stage[1:])
         x = stage(x)
         assert x.shape == (2, channels, size, size)
     assert config.feature_sizes == (15, 7, 3) and model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
-    block = model.stages[0][0]
-    assert not block.bn1.weight.requires_grad and block.bn1.eps == 1e-12 and block.bn1.momentum == 0.4
+    opening, block = model.stages[0]
     y = torch.randn(2, 24, 9, 9)
-    pooled = torch.nn.functional.max_pool2d(y, 2)  # rounds down: 9 -> 4
-    branch = block.bn2(block.conv2(block.relu(block.bn1(torch.nn.functional.max_pool2d(block.conv1(y), 2)))))
-    shortcut = torch.cat([pooled, torch.zeros(2, 8, 4, 4)], 1)  # zero channels appended, no parameters
-    torch.testing.assert_close(block(y), torch.nn.functional.gelu(branch + shortcut))
-    assert not list(block.shortcut.parameters()) and model.fc.bias is None
+    pooled = torch.nn.functional.max_pool2d(opening.conv(y), 2)  # rounds down: 9 -> 4
+    torch.testing.assert_close(opening(y), torch.nn.functional.gelu(opening.norm(pooled)))
+    z = opening(y)
+    branch = block.bn2(block.conv2(torch.nn.functional.gelu(block.bn1(block.conv1(z)))))
+    torch.testing.assert_close(block(z), torch.nn.functional.gelu(branch + z))
+    assert not block.bn1.weight.requires_grad and block.bn1.eps == 1e-12 and block.bn1.momentum == 0.4
+    identity = torch.nn.init.dirac_(torch.empty(32, 32, 3, 3))
+    assert torch.equal(block.conv1.weight, identity)  # a square conv starts as the identity
+    assert torch.equal(opening.conv.weight[:24], identity[:24, :24])  # a widening one passes its inputs on...
+    assert opening.conv.weight[24:].abs().sum() > 0  # ...and its extra filters start random
+    assert model.fc.bias is None
     features = model.flatten(model.pool(model.stages(model.stem(torch.randn(2, 3, 32, 32)))))
-    assert features.shape == (2, 64)  # a global max pool of the last 3x3 map
+    assert features.shape == (2, 48)  # a global max pool of the last 3x3 map
 
 
 def test_airbench_logits_are_the_classifier_output_over_nine():
