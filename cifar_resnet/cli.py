@@ -23,7 +23,8 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--channels", type=int, nargs="+", metavar="C", help="channels per stage, e.g. 66 132 264")
     g.add_argument("--kernel", type=int, nargs="+", metavar="F", help="conv kernel size, one or per stage")
     g.add_argument("--skip-kernel", type=int, nargs="+", metavar="K", help="shortcut kernel size, one or per stage")
-    g.add_argument("--pool", type=int, metavar="P", help="average-pool kernel before the classifier")
+    g.add_argument("--pool", type=int, metavar="P",
+                   help="pool kernel before the classifier (average; max with --style airbench)")
     g.add_argument("--downsample", choices=DOWNSAMPLING,
                    help="how stages 2..N halve the map: a stride-2 conv, or a conv then a 2x2 max pool")
     g.add_argument("--style", choices=STYLES,

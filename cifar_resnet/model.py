@@ -60,16 +60,16 @@ class BasicBlock(nn.Module):
         self.bn1 = norm(out_channels)
         self.conv2 = conv(out_channels, out_channels, kernel)
         self.bn2 = norm(out_channels)
-        self.relu = nn.GELU() if airbench else nn.ReLU(inplace=True)
+        self.act = nn.GELU() if airbench else nn.ReLU(inplace=True)
         self.shortcut = nn.Identity()
         if stride != 1 or maxpool or in_channels != out_channels:
             self.shortcut = nn.Sequential(conv(in_channels, out_channels, skip_kernel, stride),
                                           nn.BatchNorm2d(out_channels))
 
     def forward(self, x: Tensor) -> Tensor:
-        out = self.relu(self.bn1(self.pool(self.conv1(x))))
+        out = self.act(self.bn1(self.pool(self.conv1(x))))
         out = self.bn2(self.conv2(out))
-        return self.relu(out + self.shortcut(self.pool(x)))
+        return self.act(out + self.shortcut(self.pool(x)))
 
 
 class ResNet(nn.Module):
@@ -109,12 +109,16 @@ class ResNet(nn.Module):
         self.logit_scale = AIRBENCH_LOGIT_SCALE if airbench else 1.0
         if airbench:
             self._init_airbench()
-            return
+        else:
+            self._init_torchvision()
+
+    def _init_torchvision(self) -> None:
+        """He initialization for the convs; each residual branch starts as (almost) nothing."""
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
         for m in self.modules():
-            if isinstance(m, BasicBlock):  # each residual branch starts as (almost) nothing
+            if isinstance(m, BasicBlock):
                 nn.init.zeros_(m.bn2.weight)
 
     def _init_airbench(self) -> None:

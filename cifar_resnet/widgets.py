@@ -131,7 +131,8 @@ class BudgetExplorer:
         self.flops.value = f"<span>{report.flops / 1e6:,.1f} MFLOPs</span> forward, per image"
         self.table.value = stage_table_html(report)
         self.code.value = f"<code>model_config = {html.escape(config.code())}</code>"
-        match = next((name for name, p in PRESETS.items() if p.model == config), CUSTOM)
+        matches = [name for name, p in PRESETS.items() if p.model == config]  # presets may share a network
+        match = self.preset.value if self.preset.value in matches else (matches or [CUSTOM])[0]
         self._quiet = True
         try:
             self.preset.value = match

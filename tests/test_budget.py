@@ -68,6 +68,12 @@ def test_airbench_style_counting_matches_the_built_model(seed):
     assert count_parameters(config).flops == count_flops(config)
 
 
+def test_airbench_style_report_shows_the_patch_stem_and_the_pooled_stages():
+    report = count_parameters(PRESETS["cpu-fast"].model)
+    assert [s.output_shape for s in report.stages] == [(24, 31, 31), (64, 15, 15), (192, 7, 7), (256, 3, 3), (10, 1, 1)]
+    assert report.total == 2_489_656 and report.by_kind["linear"] == 2_560  # no classifier bias
+
+
 @pytest.mark.parametrize("seed", range(12))
 def test_flops_from_the_config_match_torch_flop_counter(seed):
     config = random_config(random.Random(seed))

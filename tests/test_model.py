@@ -31,7 +31,7 @@ def test_maxpool_downsampling_convolves_at_full_size_then_pools():
     x = torch.randn(2, 16, 9, 9)
     assert block(x).shape == (2, 32, 5, 5)
     pooled = torch.nn.functional.max_pool2d(block.conv1(x), 2, ceil_mode=True)
-    branch = block.bn2(block.conv2(block.relu(block.bn1(pooled))))
+    branch = block.bn2(block.conv2(block.act(block.bn1(pooled))))
     shortcut = block.shortcut(torch.nn.functional.max_pool2d(x, 2, ceil_mode=True))
     torch.testing.assert_close(block(x), torch.relu(branch + shortcut))
     config = ModelConfig(blocks=(2, 1, 1), channels=(8, 16, 32), pool=8, downsample="maxpool")
