@@ -28,8 +28,8 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--downsample", choices=DOWNSAMPLING,
                    help="how stages 2..N halve the map: a stride-2 conv, or a conv then a 2x2 max pool")
     g.add_argument("--style", choices=STYLES,
-                   help="layer style: torchvision's ResNet, or airbench94's layers made residual "
-                        "(2x2 patch stem, GELU, every stage max-pooled)")
+                   help="layer style: torchvision's ResNet, or airbench's residual network (2x2 patch stem, "
+                        "each stage a max-pooled conv then BasicBlocks, GELU)")
 
 
 def _add_tta_arg(p: argparse.ArgumentParser) -> None:

@@ -99,8 +99,9 @@ class ModelConfig:
                         f"the feature map's size")
         if self.style not in STYLES:
             raise ConfigurationError(f"style = {self.style!r}: use one of {STYLES}")
-        if self.style == "airbench":
-            self._validate_airbench()
+        if self.style == "airbench" and self.downsample != "maxpool":
+            raise ConfigurationError("style = 'airbench' halves every stage with a 2x2 max pool: "
+                                     "set downsample = 'maxpool'")
         size = self.stem_size
         for i in range(1 if self.style == "airbench" else 2, self.stages + 1):
             if size < 2:
@@ -118,11 +119,6 @@ class ModelConfig:
             raise ConfigurationError(f"downsample = {self.downsample!r}: use one of {DOWNSAMPLING}")
         if not isinstance(self.num_classes, int) or self.num_classes < 1:
             raise ConfigurationError(f"num_classes = {self.num_classes!r}: must be an integer >= 1")
-
-    def _validate_airbench(self) -> None:
-        if self.downsample != "maxpool":
-            raise ConfigurationError("style = 'airbench' halves every stage with a 2x2 max pool: "
-                                     "set downsample = 'maxpool'")
 
     def _halve(self, size: int) -> int:
         """A 2x2 max pool or stride 2: rounding down for the airbench style, up otherwise."""
