@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import sys
 
 from .config import DOWNSAMPLING, STYLES
@@ -120,8 +121,10 @@ def cmd_train(args) -> None:
     result = fit(model_config, config, data, args.out, device=device, resume=args.resume)
     last = result.history[-1] if result.history else None
     if last:
-        print(f"epoch {last['epoch']}: validation accuracy {last['val_acc']:.4f} after "
-              f"{last['elapsed'] / 60:.1f} min; checkpoint {result.checkpoint_path}")
+        scored = ("no validation split (val_size=0): score it with `evaluate`" if math.isnan(last["val_acc"])
+                  else f"validation accuracy {last['val_acc']:.4f}")
+        print(f"epoch {last['epoch']}: {scored}, after {last['elapsed'] / 60:.1f} min; "
+              f"checkpoint {result.checkpoint_path}")
 
 
 def cmd_evaluate(args) -> None:

@@ -24,7 +24,9 @@ def test_time_to_accuracy_smoke_prints_both_curves(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert len(result["reference_curve"]) == 2 and result["cpu_fast_curve"]
-    assert set(result["cpu_fast_test_acc"]) == {"off", "flip", "flip-shift"}
+    for key in ("cpu_fast_test_acc", "cpu_fast_split_test_acc", "cpu_fast_split_val_acc"):
+        assert set(result[key]) == {"off", "flip", "flip-shift"}, key
+    assert result["cpu_fast_epochs"] and all(0 <= r["val_acc"] <= 1 for r in result["cpu_fast_curve"])
     assert (tmp_path / "time_to_accuracy.png").stat().st_size > 0
 
 

@@ -98,8 +98,9 @@ def test_no_traceback_reaches_the_terminal(tmp_path):
 
 def test_train_evaluate_predict_from_the_command_line(capsys, tmp_path, smoke_data):
     run_dir = tmp_path / "run"
-    code, _, err = run(capsys, "train", "--preset", "tiny", "--out", str(run_dir), "--smoke", "--epochs", "2")
+    code, out, err = run(capsys, "train", "--preset", "tiny", "--out", str(run_dir), "--smoke", "--epochs", "2")
     assert code == 0, err
+    assert out.startswith("epoch 2: validation accuracy ")
     assert {p.name for p in run_dir.iterdir()} >= {"checkpoint.pt", "history.json", "history.csv"}
     code, out, _ = run(capsys, "evaluate", "--checkpoint", str(run_dir / "checkpoint.pt"), "--smoke", "--json")
     report = json.loads(out)
@@ -113,3 +114,10 @@ def test_train_evaluate_predict_from_the_command_line(capsys, tmp_path, smoke_da
     code, _, err = run(capsys, "train", "--preset", "tiny", "--out", str(run_dir), "--smoke", "--epochs", "3",
                        "--resume")
     assert code == 2 and "epochs: 2 vs 3" in err
+
+
+def test_train_without_a_validation_split_says_how_to_score_it(capsys, tmp_path, smoke_data):
+    code, out, err = run(capsys, "train", "--preset", "tiny", "--out", str(tmp_path / "run"), "--smoke",
+                         "--epochs", "1", "--set", "val_size=0")
+    assert code == 0, err
+    assert out.startswith("epoch 1: no validation split (val_size=0): score it with `evaluate`")
