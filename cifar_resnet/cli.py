@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import sys
 
 from .config import DOWNSAMPLING, STYLES
@@ -119,12 +118,7 @@ def cmd_train(args) -> None:
     data = load_cifar10(args.data, smoke=args.smoke or None, download=args.download)
     print(data, file=sys.stderr)
     result = fit(model_config, config, data, args.out, device=device, resume=args.resume)
-    last = result.history[-1] if result.history else None
-    if last:
-        scored = ("no validation split (val_size=0): score it with `evaluate`" if math.isnan(last["val_acc"])
-                  else f"validation accuracy {last['val_acc']:.4f}")
-        print(f"epoch {last['epoch']}: {scored}, after {last['elapsed'] / 60:.1f} min; "
-              f"checkpoint {result.checkpoint_path}")
+    print(f"{result.summary()}; checkpoint {result.checkpoint_path}")
 
 
 def cmd_evaluate(args) -> None:

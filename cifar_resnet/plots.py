@@ -1,6 +1,7 @@
 """Every figure the notebooks show, drawn with matplotlib; each function returns its Figure."""
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Callable, Sequence
@@ -84,18 +85,20 @@ def augmentation_gallery(images: torch.Tensor, augmentations: dict[str, Callable
 
 
 def training_curves(history: list[dict], fig: Figure | None = None) -> Figure:
-    """Loss and accuracy per epoch, training and validation."""
+    """Loss and accuracy per epoch, training and validation (training only for a run without a split)."""
     fig = fig or plt.figure(figsize=(10, 3.5))
     fig.clear()
     loss_ax, acc_ax = fig.subplots(1, 2)
     epochs = [h["epoch"] for h in history]
-    for split, style in (("train", "-o"), ("val", "-s")):
+    validated = [h for h in history if not math.isnan(h["val_acc"])]
+    for split, style in (("train", "-o"), ("val", "-s")) if validated else (("train", "-o"),):
         loss_ax.plot(epochs, [h[f"{split}_loss"] for h in history], style, ms=3, label=split)
         acc_ax.plot(epochs, [100 * h[f"{split}_acc"] for h in history], style, ms=3, label=split)
     loss_ax.set(xlabel="epoch", ylabel="loss (with label smoothing)", title="loss")
-    acc_ax.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
-    if history:
-        best = max(history, key=lambda h: h["val_acc"])
+    acc_ax.set(xlabel="epoch", ylabel="accuracy (%)",
+               title="accuracy" if validated or not history else "accuracy (no validation split)")
+    if validated:
+        best = max(validated, key=lambda h: h["val_acc"])
         acc_ax.annotate(f"{100 * best['val_acc']:.1f}%", (best["epoch"], 100 * best["val_acc"]),
                         textcoords="offset points", xytext=(-10, -14), fontsize=8)
     for ax in (loss_ax, acc_ax):

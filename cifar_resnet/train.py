@@ -54,6 +54,16 @@ class TrainResult:
     def checkpoint_path(self) -> Path | None:
         return self.run_dir / CHECKPOINT_FILE if self.run_dir else None
 
+    def summary(self) -> str:
+        """One line on how the run ended: its validation accuracy (if it held out a split), time and speed."""
+        if not self.history:
+            return "no epoch was trained"
+        last = self.history[-1]
+        scored = ("no validation split (val_size=0): score it on the test images with `evaluate`"
+                  if math.isnan(last["val_acc"]) else f"validation accuracy {last['val_acc']:.2%}")
+        return (f"epoch {last['epoch']}: {scored}; {last['elapsed'] / 60:.1f} minutes, "
+                f"{last['images_per_s']:,.0f} images/s in the last epoch")
+
 
 def lr_at(progress: float, peak: float, warmup: float, schedule: str = "cosine") -> float:
     """Learning rate at ``progress`` in [0, 1], continuous everywhere.

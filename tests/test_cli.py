@@ -120,4 +120,4 @@ def test_train_without_a_validation_split_says_how_to_score_it(capsys, tmp_path,
     code, out, err = run(capsys, "train", "--preset", "tiny", "--out", str(tmp_path / "run"), "--smoke",
                          "--epochs", "1", "--set", "val_size=0")
     assert code == 0, err
-    assert out.startswith("epoch 1: no validation split (val_size=0): score it with `evaluate`")
+    assert out.startswith("epoch 1: no validation split (val_size=0): score it on the test images with `evaluate`")

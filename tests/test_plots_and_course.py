@@ -91,3 +91,11 @@ def test_outside_smoke_mode_a_missing_run_or_pickle_says_what_to_do(tmp_path, mo
     (tmp_path / "kaggle").mkdir()
     write_kaggle_pickle(tmp_path / "kaggle" / "cifar_test_nolabel.pkl", smoke_data.test_images[:3])
     assert course.find_kaggle_pickle(real, smoke_data, root=tmp_path).parent.name == "kaggle"
+
+
+def test_training_curves_of_a_run_without_a_validation_split():
+    history = [{"epoch": e, "step": 10 * e, "lr": 0.1, "train_loss": 2 / e, "train_acc": 0.2 * e,
+                "val_loss": float("nan"), "val_acc": float("nan")} for e in (1, 2)]
+    loss_ax, acc_ax = plots.training_curves(history).axes
+    assert [line.get_label() for line in acc_ax.get_lines()] == ["train"]
+    assert acc_ax.get_title() == "accuracy (no validation split)" and not acc_ax.texts

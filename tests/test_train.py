@@ -106,6 +106,7 @@ def test_fit_learns_and_writes_checkpoint_and_history(smoke_data, tmp_path):
     assert ckpt.finished and ckpt.epoch == 6 and ckpt.model_config == TINY and ckpt.train_config == config
     assert ckpt.normalization == result.normalization
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt", "history.csv", "history.json", "run.json"]
+    assert result.summary().startswith(f"epoch 6: validation accuracy {history[-1]['val_acc']:.2%}; ")
 
 
 def test_alternate_flip_mirrors_each_image_in_every_other_epoch(smoke_data, monkeypatch):
