@@ -44,10 +44,9 @@ def train_cpu_fast(minutes: float, out: Path, smoke: bool, *flags: str) -> list[
     return read_history(out)
 
 
-def test_accuracies(run_dir: Path, data) -> dict[str, float]:
-    """The test accuracy of the run's checkpoint without TTA and with each TTA mode."""
-    model, checkpoint = load_model(run_dir / "checkpoint.pt", "cpu")
-    return {mode: evaluate(model, data.test_images, data.test_labels, checkpoint.normalization, tta=mode).accuracy
+def tta_accuracies(model: nn.Module, checkpoint, images, labels) -> dict[str, float]:
+    """The accuracy of a trained run's model on ``images`` without TTA and with each TTA mode."""
+    return {mode: evaluate(model, images, labels, checkpoint.normalization, tta=mode).accuracy
             for mode in ("off", "flip", "flip-shift")}
 
 
@@ -121,13 +120,13 @@ def main(argv=None) -> int:
     print(f"{data}\ndevice: {device_description(device)}; torch {torch.__version__}", flush=True)
 
     full = train_cpu_fast(args.minutes, out / PRESET, args.smoke)
-    project_test = test_accuracies(out / PRESET, data)
+    model, checkpoint = load_model(out / PRESET / "checkpoint.pt", "cpu")
+    project_test = tta_accuracies(model, checkpoint, data.test_images, data.test_labels)
     split_dir = out / f"{PRESET}-val-split"
     history = train_cpu_fast(args.minutes, split_dir, args.smoke, "--set", "val_size=none")
-    split_test = test_accuracies(split_dir, data)
     model, checkpoint = load_model(split_dir / "checkpoint.pt", "cpu")
-    split_val = {mode: evaluate(model, data.train_images[val_idx], data.train_labels[val_idx],
-                                checkpoint.normalization, tta=mode).accuracy for mode in ("off", "flip", "flip-shift")}
+    split_test = tta_accuracies(model, checkpoint, data.test_images, data.test_labels)
+    split_val = tta_accuracies(model, checkpoint, data.train_images[val_idx], data.train_labels[val_idx])
 
     normalization = Normalization.from_images(data.train_images[train_idx])
     curve, reference_model = train_reference(data, train_idx, val_idx, normalization, args.minutes, args.points)

@@ -103,10 +103,10 @@ class ParameterReport:
                             "parameters": s.parameters} for s in self.stages]}
 
 
-def _conv(name: str, group: str, kind: str, cin: int, cout: int, k: int, size: int) -> Layer:
-    """A bias-free conv layer with a ``size`` x ``size`` output map."""
+def _conv(name: str, group: str, kind: str, cin: int, cout: int, k: int, size: int, bias: bool = False) -> Layer:
+    """A conv layer (bias-free unless ``bias``) with a ``size`` x ``size`` output map."""
     weights = cin * cout * k * k
-    return Layer(name, group, kind, weights, 2 * weights * size * size)
+    return Layer(name, group, kind, weights + (cout if bias else 0), 2 * weights * size * size)
 
 
 def _batchnorm(name: str, group: str, channels: int) -> Layer:
@@ -118,8 +118,7 @@ def layer_counts(config: ModelConfig) -> list[Layer]:
     airbench = config.style == "airbench"
     cin, size_in = config.stem_channels, config.stem_size
     if airbench:  # 2x2 conv with a bias, no BatchNorm
-        stem = _conv("stem.0", "stem", "conv", 3, cin, 2, size_in)
-        layers = [Layer(stem.name, stem.group, stem.kind, stem.parameters + cin, stem.flops)]
+        layers = [_conv("stem.0", "stem", "conv", 3, cin, 2, size_in, bias=True)]
     else:
         layers = [_conv("stem.0", "stem", "conv", 3, cin, 3, size_in), _batchnorm("stem.1", "stem", cin)]
     for s, (blocks, cout, f, k, size) in enumerate(zip(config.blocks, config.channels, config.kernel,
