@@ -30,9 +30,8 @@ from torch import nn
 from reference import BATCH, REFERENCE, reference_loader
 
 from cifar_resnet import Normalization, TrainConfig, build_model, fit, load_cifar10, predict_logits
-from cifar_resnet.augment import augment
+from cifar_resnet.augment import AUGMENT_CHUNK, augment
 from cifar_resnet.device import cpu_has_bf16, device_description, select_device
-from cifar_resnet.train import AUGMENT_CHUNK
 
 
 def b1_augmentation(images, labels, normalization, n_images: int) -> dict:

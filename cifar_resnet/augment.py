@@ -2,11 +2,13 @@
 
 Each function draws one random choice per image from ``generator`` (a torch.Generator on the
 images' device, for reproducible runs) and returns a new uint8 batch. ``augment`` chains them
-the way training does; notebook 01 shows each one on the same images.
+the way training does; notebook 01 shows each one on the same images. ``TrainingBatches`` serves
+a training set as augmented batches, a few thousand images augmented at a time.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -196,3 +198,80 @@ def augment(images: Tensor, *, crop_padding: int = 4, flip: bool | Tensor = True
     if erasing > 0:
         images = random_erasing(images, p=erasing, fill=fill, generator=generator)
     return images
+
+
+AUGMENT_CHUNK = 4096  # images augmented per call (uint8: 12 MB), whole batches of them
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """A recipe's augmentation: ``augment``'s settings, and whether flips alternate between epochs.
+
+    ``alternate_flip`` mirrors a fixed random half of the images in even epochs and the other half
+    in odd epochs, so every image is seen both ways in any two epochs in a row (airbench's).
+    ``fill`` is the colour of erased pixels.
+    """
+
+    crop_padding: int = 4
+    crop_reflect: bool = False
+    flip: bool = True
+    alternate_flip: bool = False
+    erasing: float = 0.5
+    randaugment: bool = False
+    fill: tuple[int, ...] | int = 0
+
+    def __call__(self, images: Tensor, generator: torch.Generator, mirror: Tensor | None = None) -> Tensor:
+        """``images`` augmented; ``mirror`` (one bool per image) overrides the coin flips."""
+        return augment(images, crop_padding=self.crop_padding, flip=self.flip if mirror is None else mirror,
+                       erasing=self.erasing, randaugment=self.randaugment, fill=self.fill, generator=generator,
+                       crop_reflect=self.crop_reflect)
+
+
+class TrainingBatches:
+    """A training set on its device, served as augmented batches (as airbench's CifarLoader does).
+
+    ``start_epoch`` draws the epoch's order; ``batch(i)`` returns batch i, augmenting the next
+    AUGMENT_CHUNK images in one call whenever i starts a chunk. With ``random_state(i)``,
+    ``start_epoch(epoch, at=i, random_state=...)`` continues an interrupted epoch at batch i with
+    exactly the batches it would have had.
+    """
+
+    def __init__(self, images: Tensor, labels: Tensor, batch_size: int, augmentation: Augmentation, seed: int):
+        self.images, self.labels, self.augmentation, self.seed = images, labels, augmentation, seed
+        self.batch_size = min(batch_size, len(images))
+        self.per_chunk = max(1, AUGMENT_CHUNK // self.batch_size)
+        self.mirrored_half = None  # the images mirrored in even epochs
+        if augmentation.alternate_flip:
+            coins = torch.Generator(images.device).manual_seed(seed)
+            self.mirrored_half = torch.rand(len(images), device=images.device, generator=coins) < 0.5
+
+    def __len__(self) -> int:
+        """Batches per epoch (the last partial batch is dropped)."""
+        return len(self.images) // self.batch_size
+
+    def start_epoch(self, epoch: int, at: int = 0, random_state: Tensor | None = None) -> None:
+        """Draw ``epoch``'s order; with ``at`` and ``random_state``, continue it at batch ``at``."""
+        self.epoch = epoch
+        self.generator = torch.Generator(self.images.device).manual_seed(self.seed * 1000 + epoch)
+        self.order = torch.randperm(len(self.images), device=self.images.device, generator=self.generator)
+        if random_state is not None:
+            self.generator.set_state(random_state)
+        if at % self.per_chunk:  # re-augment the chunk that batch ``at`` belongs to
+            self._augment_chunk(at - at % self.per_chunk)
+
+    def random_state(self, at: int) -> Tensor:
+        """The random state from which batch ``at`` of this epoch is augmented: where its chunk begins."""
+        return self.generator.get_state() if at % self.per_chunk == 0 else self.chunk_state
+
+    def batch(self, i: int) -> tuple[Tensor, Tensor]:
+        """Augmented images (uint8) and labels of batch ``i`` of the epoch."""
+        if i % self.per_chunk == 0:
+            self._augment_chunk(i)
+        offset = (i - self.chunk_start) * self.batch_size
+        return self.chunk_x[offset:offset + self.batch_size], self.chunk_y[offset:offset + self.batch_size]
+
+    def _augment_chunk(self, first: int) -> None:
+        self.chunk_start, self.chunk_state = first, self.generator.get_state()
+        idx = self.order[first * self.batch_size:(first + self.per_chunk) * self.batch_size]
+        mirror = None if self.mirrored_half is None else self.mirrored_half[idx] ^ (self.epoch % 2 == 1)
+        self.chunk_x, self.chunk_y = self.augmentation(self.images[idx], self.generator, mirror), self.labels[idx]

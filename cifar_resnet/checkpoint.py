@@ -1,13 +1,14 @@
 """Checkpoints: weights plus everything needed to rebuild, normalize and resume, as plain data.
 
 A checkpoint is a dict of tensors, numbers, strings, lists and dicts, so it loads with
-``torch.load(weights_only=True)`` (which runs no code), and it is written atomically.
+``torch.load(weights_only=True)`` (which runs no code). It is written atomically and carries a
+SHA-256 of its whole content, so a file damaged on disk (a flipped byte, a truncated sync) is
+refused with a clear message instead of loading different weights.
 """
 from __future__ import annotations
 
+import hashlib
 import os
-import pickle
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +21,9 @@ from .errors import CifarResnetError
 from .files import atomic_write
 from .model import ResNet, build_model
 
-FORMAT = "cifar_resnet.checkpoint/1"
+FORMAT = "cifar_resnet.checkpoint/2"  # /2 adds the checksum
+UNCHECKED_FORMAT = "cifar_resnet.checkpoint/1"  # written before checksums: still read, without a check
+DAMAGED = "restore it from a copy, or train again (a run folder resumes from its checkpoint)"
 
 
 class ArchitectureMismatchError(CifarResnetError):
@@ -42,6 +45,7 @@ class Checkpoint:
     optimizer_state: dict | None = None
     scaler_state: dict | None = None
     finished: bool = False
+    within_epoch: dict | None = None  # where an unfinished epoch stands (see train.TrainingState)
 
     def to_dict(self) -> dict:
         return {"format": FORMAT, "model_config": self.model_config.to_dict(),
@@ -49,7 +53,8 @@ class Checkpoint:
                 "train_config": self.train_config.to_dict() if self.train_config else None,
                 "epoch": self.epoch, "step": self.step, "elapsed": self.elapsed,
                 "history": self.history, "optimizer_state": self.optimizer_state,
-                "scaler_state": self.scaler_state, "finished": self.finished}
+                "scaler_state": self.scaler_state, "finished": self.finished,
+                "within_epoch": self.within_epoch}
 
     def build_model(self, device: torch.device | str | None = None) -> ResNet:
         """The model of this checkpoint with its weights, in eval mode."""
@@ -58,29 +63,66 @@ class Checkpoint:
         return model.eval()
 
 
+def content_digest(value) -> str:
+    """SHA-256 of nested dicts, lists, tensors and plain values: every key, number and tensor byte."""
+    digest = hashlib.sha256()
+
+    def feed(v) -> None:
+        if isinstance(v, torch.Tensor):
+            v = v.detach().cpu().contiguous()
+            digest.update(f"tensor {v.dtype} {tuple(v.shape)};".encode())
+            digest.update(v.reshape(-1).view(torch.uint8).numpy().tobytes())
+        elif isinstance(v, dict):
+            digest.update(f"dict {len(v)};".encode())
+            for key in sorted(v, key=repr):
+                digest.update(f"{key!r}:".encode())
+                feed(v[key])
+        elif isinstance(v, (list, tuple)):
+            digest.update(f"{type(v).__name__} {len(v)};".encode())
+            for item in v:
+                feed(item)
+        else:
+            digest.update(f"{type(v).__name__} {v!r};".encode())
+
+    feed(value)
+    return digest.hexdigest()
+
+
 def save_checkpoint(checkpoint: Checkpoint, path: str | os.PathLike) -> Path:
-    """Write ``checkpoint`` atomically: ``path`` is always a complete checkpoint, old or new."""
+    """Write ``checkpoint`` atomically, with its checksum: ``path`` is always a complete checkpoint, old or new."""
     path = Path(path)
+    content = checkpoint.to_dict()
+    content["sha256"] = content_digest(content)
     with atomic_write(path, "wb") as f:
-        torch.save(checkpoint.to_dict(), f)
+        torch.save(content, f)
     return path
 
 
+def _read_verified(path: Path) -> dict:
+    """The checkpoint's content, after checking that it is one and that its checksum matches."""
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # a damaged file can fail anywhere in the unpickler, with any exception
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CifarResnetError(f"checkpoint {path} could not be loaded safely ({type(e).__name__}: {first[:200]}); "
+                               f"it is damaged or not a cifar_resnet checkpoint: {DAMAGED}") from None
+    if not isinstance(raw, dict) or raw.get("format") not in (FORMAT, UNCHECKED_FORMAT):
+        raise CifarResnetError(f"{path} is not a cifar_resnet checkpoint (format {FORMAT!r} expected); "
+                               f"a bare state_dict lacks the configuration and normalization")
+    stored = raw.pop("sha256", None)
+    if (stored is not None or raw["format"] == FORMAT) and stored != content_digest(raw):
+        raise CifarResnetError(f"checkpoint {path} is damaged: its content does not match the checksum "
+                               f"stored when it was saved; {DAMAGED}")
+    return raw
+
+
 def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
-    """Read a checkpoint written by ``save_checkpoint`` (safely: weights_only=True)."""
+    """Read a checkpoint written by ``save_checkpoint`` (safely: weights_only=True; checksum verified)."""
     path = Path(path)
     if not path.is_file():
         raise CifarResnetError(f"checkpoint {path} does not exist: train first "
                                f"(python -m cifar_resnet train --out RUN_DIR) or give the right path")
-    try:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CifarResnetError(f"checkpoint {path} could not be loaded safely ({first}); it is damaged or "
-                               f"not a cifar_resnet checkpoint") from None
-    if not isinstance(raw, dict) or raw.get("format") != FORMAT:
-        raise CifarResnetError(f"{path} is not a cifar_resnet checkpoint (format {FORMAT!r} expected); "
-                               f"a bare state_dict lacks the configuration and normalization")
+    raw = _read_verified(path)
     try:
         return Checkpoint(
             model_config=ModelConfig.from_dict(raw["model_config"]),
@@ -89,7 +131,7 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
             train_config=TrainConfig.from_dict(raw["train_config"]) if raw.get("train_config") else None,
             epoch=raw["epoch"], step=raw["step"], elapsed=raw["elapsed"], history=raw["history"],
             optimizer_state=raw.get("optimizer_state"), scaler_state=raw.get("scaler_state"),
-            finished=raw.get("finished", False))
+            finished=raw.get("finished", False), within_epoch=raw.get("within_epoch"))
     except (KeyError, TypeError) as e:
         raise CifarResnetError(f"checkpoint {path} is incomplete (missing or bad entry {e})") from None
 

@@ -202,10 +202,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.run(args)
+    except KeyboardInterrupt as e:  # training's says what it kept (it is a CifarResnetError too)
+        print(str(e) or "interrupted; `train --resume` continues from the last checkpoint", file=sys.stderr)
+        return 130
     except CifarResnetError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted; `train --resume` continues from the last checkpoint", file=sys.stderr)
-        return 130
     return 0

@@ -2,7 +2,9 @@
 
 Notebook 03 trains into ``settings().run_dir``; notebooks 04 and 05 read from there. In smoke mode
 everything goes under ``runs/smoke`` (figures too), so a smoke run never overwrites the figures of
-a real run in ``plots/``.
+a real run in ``plots/``. On Colab with Google Drive mounted, runs, figures and hand-in live on
+Drive (``/content/drive/MyDrive/cifar-resnet/``), and in a Kaggle notebook under /kaggle/working,
+so they outlast the session (see ``runtime``).
 """
 from __future__ import annotations
 
@@ -15,13 +17,24 @@ import numpy as np
 import torch
 
 from .config import ModelConfig, TrainConfig, get_preset
-from .data import CifarData, data_root, smoke_mode, write_kaggle_pickle
+from .data import CifarData, data_root, find_under, smoke_mode, write_kaggle_pickle
+from .device import select_device
 from .errors import CifarResnetError
+from .runtime import output_root
 from .train import CHECKPOINT_FILE, fit
 
 KAGGLE_PICKLE = "cifar_test_nolabel.pkl"
 SMOKE_PRESET = "tiny"
-DEFAULT_PRESET = "reference"
+GPU_PRESET = "reference"  # the course's network, for its full recipe: minutes on a GPU
+CPU_PRESET = "cpu-fast"  # 15 minutes on a laptop's CPU (the reference recipe would take hours there)
+
+
+def default_preset(smoke: bool = False) -> str:
+    """The preset the notebooks train unless told otherwise: 'tiny' in smoke mode, else chosen by
+    the hardware ('reference' on a GPU, 'cpu-fast' on a CPU)."""
+    if smoke:
+        return SMOKE_PRESET
+    return GPU_PRESET if select_device().type == "cuda" else CPU_PRESET
 
 
 def project_dir(start: str | os.PathLike | None = None) -> Path:
@@ -41,14 +54,15 @@ class CourseSettings:
     preset: str
     minutes: float | None
     project: Path
+    home: Path  # where runs/, plots/ and hand-ins go: the project, Google Drive on Colab, /kaggle/working
 
     @property
     def run_dir(self) -> Path:
-        return self.project / "runs" / ("smoke" if self.smoke else "course")
+        return self.home / "runs" / ("smoke" if self.smoke else "course")
 
     @property
     def plots_dir(self) -> Path:
-        return self.run_dir / "plots" if self.smoke else self.project / "plots"
+        return self.run_dir / "plots" if self.smoke else self.home / "plots"
 
     @property
     def handin_dir(self) -> Path:
@@ -64,18 +78,19 @@ class CourseSettings:
         return dataclasses.replace(config, minutes=self.minutes) if self.minutes else config
 
 
-def settings(smoke: bool | None = None) -> CourseSettings:
+def settings(smoke: bool | None = None, preset: str | None = None, minutes: float | None = None) -> CourseSettings:
     """The settings the notebooks share.
 
-    Smoke mode trains the 'tiny' preset briefly; otherwise the 'reference' preset for its epochs.
-    For runs outside the notebook UI, $CIFAR_RESNET_PRESET and $CIFAR_RESNET_MINUTES override the
-    preset and set a time budget.
+    ``preset`` (as notebook 03 passes it), else $CIFAR_RESNET_PRESET (for CI and scripts), else
+    ``default_preset``: 'tiny' in smoke mode, 'reference' on a GPU, 'cpu-fast' on a CPU.
+    ``minutes``, else $CIFAR_RESNET_MINUTES, sets a time budget instead of the preset's length.
     """
     smoke = smoke_mode(smoke)
-    preset = os.environ.get("CIFAR_RESNET_PRESET") or (SMOKE_PRESET if smoke else DEFAULT_PRESET)
+    preset = preset or os.environ.get("CIFAR_RESNET_PRESET") or default_preset(smoke)
     get_preset(preset)  # fail early on a misspelt name
-    minutes = os.environ.get("CIFAR_RESNET_MINUTES")
-    return CourseSettings(smoke, preset, float(minutes) if minutes else None, project_dir())
+    minutes = minutes or (float(os.environ["CIFAR_RESNET_MINUTES"]) if os.environ.get("CIFAR_RESNET_MINUTES") else None)
+    project = project_dir()
+    return CourseSettings(smoke, preset, minutes, project, output_root(project))
 
 
 def find_run(course: CourseSettings, data: CifarData) -> Path:
@@ -92,15 +107,16 @@ def find_run(course: CourseSettings, data: CifarData) -> Path:
 
 
 def find_kaggle_pickle(course: CourseSettings, data: CifarData, root: str | os.PathLike | None = None) -> Path:
-    """The course's unlabeled test pickle under the data folder (or the run folder).
+    """The course's unlabeled test pickle under the data folder (in a Kaggle notebook, wherever it
+    sits under /kaggle/input), or in the run folder.
 
     In smoke mode, when there is none, one is written from the smoke test images (shuffled), so
     that notebook 05 runs anywhere.
     """
     root = data_root(root)
-    for folder in (root, *sorted(p for p in root.glob("*") if p.is_dir()), course.run_dir):
-        if (folder / KAGGLE_PICKLE).is_file():
-            return folder / KAGGLE_PICKLE
+    for path in [*find_under(root, KAGGLE_PICKLE), course.run_dir / KAGGLE_PICKLE]:
+        if path.is_file():
+            return path
     if not course.smoke:
         raise CifarResnetError(f"no {KAGGLE_PICKLE} under {root.resolve()}: download it from the course's "
                                f"Kaggle competition into that folder")

@@ -18,6 +18,7 @@ from torch import Tensor
 
 from .errors import CifarResnetError
 from .files import atomic_write
+from .runtime import default_data_root
 from .safe_pickle import load_pickle
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
@@ -28,6 +29,7 @@ DOWNLOAD_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 DOWNLOAD_MD5 = "c58f30108f718f92721af3b95e74349a"
 SMOKE_TRAIN_PER_CLASS = 100
 SMOKE_TEST_PER_CLASS = 50
+SEARCH_DEPTH = 3  # folders below the data folder searched for the data (Kaggle: input/competition/cifar-10-python/)
 
 
 class SyntheticDataWarning(UserWarning):
@@ -92,17 +94,27 @@ def smoke_mode(smoke: bool | None = None) -> bool:
 
 
 def data_root(root: str | os.PathLike | None = None) -> Path:
-    """The data folder: ``root`` if given, else $CIFAR_RESNET_DATA, else ./data."""
-    return Path(root if root is not None else os.environ.get("CIFAR_RESNET_DATA", "data")).expanduser()
+    """The data folder: ``root`` if given, else $CIFAR_RESNET_DATA, else /kaggle/input in a Kaggle
+    notebook, else ./data."""
+    if root is None:
+        root = os.environ.get("CIFAR_RESNET_DATA") or default_data_root()
+    return Path(root).expanduser()
+
+
+def find_under(root: str | os.PathLike, name: str, depth: int = SEARCH_DEPTH) -> list[Path]:
+    """Every file or folder called ``name`` at or up to ``depth`` folders below ``root``, nearest first."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    found = [root / name] if (root / name).exists() else []
+    for level in range(1, depth + 1):
+        found += sorted(root.glob("*/" * level + name))
+    return found
 
 
 def find_batches_dir(root: str | os.PathLike) -> Path | None:
     """The ``cifar-10-batches-py`` folder at or under ``root`` (torchvision's or Kaggle's layout)."""
-    root = Path(root)
-    candidates = [root, root / BATCHES_DIR, root / "cifar-10-python" / BATCHES_DIR]
-    if root.is_dir():
-        candidates += sorted(root.glob(f"*/{BATCHES_DIR}")) + sorted(root.glob(f"*/*/{BATCHES_DIR}"))
-    for folder in candidates:
+    for folder in [Path(root), *find_under(root, BATCHES_DIR)]:
         if (folder / TEST_BATCH).is_file() or (folder / TRAIN_BATCHES[0]).is_file():
             return folder
     return None

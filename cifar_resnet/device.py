@@ -36,8 +36,23 @@ def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
     if amp == "bf16":
         return torch.bfloat16
     if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.bfloat16 if gpu_has_bf16(device) else torch.float16
     return torch.bfloat16 if device.type == "cpu" and cpu_has_bf16() else None
+
+
+def gpu_has_bf16(device: torch.device) -> bool:
+    """Whether this GPU computes bf16 natively: compute capability 8.0 (Ampere) or newer.
+
+    ``torch.cuda.is_bf16_supported()`` is also true on a T4 (7.5) or a P100 (6.0), where bf16 is
+    only emulated and cuDNN has no bf16 convolutions; those GPUs train in fp16 with a gradient scaler.
+    """
+    return torch.cuda.get_device_capability(device) >= (8, 0)
+
+
+def precision_name(dtype: torch.dtype | None) -> str:
+    """How a run computes: 'bf16 autocast', 'fp16 autocast with gradient scaling' or 'float32'."""
+    return {torch.bfloat16: "bf16 autocast", torch.float16: "fp16 autocast with gradient scaling"}.get(
+        dtype, "float32")
 
 
 def device_description(device: torch.device) -> str:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
 import tempfile
@@ -43,3 +44,12 @@ def copy_atomic(source: str | os.PathLike, target: str | os.PathLike) -> Path:
     with atomic_write(target, "wb") as out, open(source, "rb") as f:
         shutil.copyfileobj(f, out)
     return Path(target)
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file's bytes, read 1 MB at a time."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

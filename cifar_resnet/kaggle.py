@@ -3,23 +3,26 @@ assemble the course hand-in folder."""
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import os
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from .budget import count_parameters
 from .checkpoint import load_checkpoint, load_model
+from .config import ModelConfig
 from .data import CLASSES, load_kaggle_pickle
 from .errors import CifarResnetError
 from .evaluate import predict_logits
-from .files import atomic_write, copy_atomic
-from .train import CHECKPOINT_FILE
+from .model import build_model
+from .files import atomic_write, copy_atomic, sha256_file
+from .train import CHECKPOINT_FILE, has_validation
 
 COLUMNS = ("ID", "Labels")
+WEIGHTS_FILE, CONFIG_FILE = "model_weights.pt", "model_config.json"  # the hand-in's network
 
 
 def write_submission(ids, labels, path: str | os.PathLike, columns: tuple[str, str] = COLUMNS) -> Path:
@@ -104,7 +107,8 @@ def make_handin(run_dir: str | os.PathLike, submission: str | os.PathLike, plots
                 out_dir: str | os.PathLike) -> Path:
     """Assemble the course hand-in in ``out_dir`` and return the path of its MANIFEST.md.
 
-    It holds the weights (a plain state_dict), the model configuration with its normalization,
+    It holds the weights (a plain state_dict), the model configuration with its normalization and
+    the weights' SHA-256 (``load_handin_model`` checks it),
     the parameter-count proof (counted from the configuration and from the built model), the
     training history, every PNG of ``plots_dir`` and the validated submission.
     """
@@ -115,12 +119,13 @@ def make_handin(run_dir: str | os.PathLike, submission: str | os.PathLike, plots
     built = sum(p.numel() for p in model.parameters())
     if built != report.total:
         raise CifarResnetError(f"{run_dir}: the built model has {built:,} parameters, the count says {report.total:,}")
-    with atomic_write(out_dir / "model_weights.pt", "wb") as f:
+    with atomic_write(out_dir / WEIGHTS_FILE, "wb") as f:
         torch.save(model.state_dict(), f)
-    with atomic_write(out_dir / "model_config.json") as f:
+    with atomic_write(out_dir / CONFIG_FILE) as f:
         json.dump({"model_config": checkpoint.model_config.to_dict(),
                    "normalization": checkpoint.normalization.to_dict(),
-                   "build": f"cifar_resnet.build_model(cifar_resnet.{checkpoint.model_config.code()})"}, f, indent=1)
+                   "build": f"cifar_resnet.build_model(cifar_resnet.{checkpoint.model_config.code()})",
+                   "weights_sha256": sha256_file(out_dir / WEIGHTS_FILE)}, f, indent=1)
     with atomic_write(out_dir / "parameter_count.txt") as f:
         f.write(f"{checkpoint.model_config.code()}\n\n{report.table()}\n\n"
                 f"sum(p.numel() for p in model.parameters()) = {built:,}\n")
@@ -130,19 +135,37 @@ def make_handin(run_dir: str | os.PathLike, submission: str | os.PathLike, plots
         copy_atomic(png, out_dir / "plots" / png.name)
     files = sorted(p for p in out_dir.rglob("*") if p.is_file() and p.name != "MANIFEST.md")
     last = checkpoint.history[-1] if checkpoint.history else {}
+    validation = (f"validation accuracy {100 * last['val_acc']:.2f}%" if last and has_validation(last)
+                  else "no validation split")
     lines = ["# Hand-in", "",
              f"- model: `{checkpoint.model_config.code()}`",
              f"- parameters: {report.total:,} ({report.verdict})",
-             f"- trained: {checkpoint.epoch} epochs, {checkpoint.elapsed / 60:.1f} minutes; "
-             f"validation accuracy {100 * last.get('val_acc', float('nan')):.2f}%",
+             f"- trained: {checkpoint.epoch} epochs, {checkpoint.elapsed / 60:.1f} minutes; {validation}",
              f"- normalization (mean, std): {checkpoint.normalization.mean}, {checkpoint.normalization.std}",
              "", "| file | bytes | sha256 |", "| --- | ---: | --- |"]
-    lines += [f"| {p.relative_to(out_dir)} | {p.stat().st_size:,} | {_sha256(p)[:16]} |" for p in files]
+    lines += [f"| {p.relative_to(out_dir)} | {p.stat().st_size:,} | {sha256_file(p)[:16]} |" for p in files]
     with atomic_write(out_dir / "MANIFEST.md") as f:
         f.write("\n".join(lines) + "\n")
     return out_dir / "MANIFEST.md"
 
 
-def _sha256(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
+
+def load_handin_model(handin_dir: str | os.PathLike, device: torch.device | str | None = None) -> nn.Module:
+    """The hand-in's network with its weights (eval mode), after checking that model_weights.pt is
+    byte for byte the file ``make_handin`` wrote (its SHA-256 is in model_config.json)."""
+    handin_dir = Path(handin_dir)
+    config_path, weights_path = handin_dir / CONFIG_FILE, handin_dir / WEIGHTS_FILE
+    try:
+        meta = json.loads(config_path.read_text())
+        model_config, expected = ModelConfig.from_dict(meta["model_config"]), meta["weights_sha256"]
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as e:
+        raise CifarResnetError(f"{config_path} cannot be read ({type(e).__name__}: {e}): write the hand-in "
+                               f"again with make_handin") from None
+    if not weights_path.is_file():
+        raise CifarResnetError(f"{weights_path} does not exist: write the hand-in again with make_handin")
+    if sha256_file(weights_path) != expected:
+        raise CifarResnetError(f"{weights_path} is damaged: its SHA-256 differs from the one recorded in "
+                               f"{CONFIG_FILE} when it was written; write the hand-in again from the run's checkpoint")
+    model = build_model(model_config, device)
+    model.load_state_dict(torch.load(weights_path, map_location="cpu", weights_only=True))
+    return model.eval()

@@ -1,7 +1,6 @@
 """Every figure the notebooks show, drawn with matplotlib; each function returns its Figure."""
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 from typing import Callable, Sequence
@@ -15,7 +14,7 @@ from .budget import ParameterReport
 from .data import CLASSES
 from .evaluate import Evaluation
 from .files import atomic_write
-from .train import lr_at
+from .train import has_validation, lr_at
 
 
 def _show(ax, image: torch.Tensor, title: str | None = None, color: str = "black") -> None:
@@ -90,7 +89,7 @@ def training_curves(history: list[dict], fig: Figure | None = None) -> Figure:
     fig.clear()
     loss_ax, acc_ax = fig.subplots(1, 2)
     epochs = [h["epoch"] for h in history]
-    validated = [h for h in history if not math.isnan(h["val_acc"])]
+    validated = [h for h in history if has_validation(h)]
     for split, style in (("train", "-o"), ("val", "-s")) if validated else (("train", "-o"),):
         loss_ax.plot(epochs, [h[f"{split}_loss"] for h in history], style, ms=3, label=split)
         acc_ax.plot(epochs, [100 * h[f"{split}_acc"] for h in history], style, ms=3, label=split)

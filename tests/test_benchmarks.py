@@ -37,3 +37,21 @@ def test_training_flops_of_the_gpu_recipes():
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["gpu_95_pflops"] <= 1.5 and result["gpu_94_pflops"] < result["gpu_95_pflops"]
     assert 13.8 < result["reference_pflops"] < 13.9
+
+
+def test_gpu_check_smoke_runs_the_three_gpu_presets_on_the_cpu():
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--smoke"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert [r["preset"] for r in result["results"]] == ["reference", "gpu-94", "gpu-95"]
+    for r in result["results"]:
+        assert 0 <= r["val_acc"] <= 1 and set(r["test_acc"]) == {"off", "flip", "flip-shift"}
+        assert r["minutes"] > 0 and r["images_per_s"] > 0 and r["peak_memory_mb"] > 0 and r["autocast"]
+    assert "gpu-95" in proc.stdout and "peak MB" in proc.stdout
+
+
+def test_gpu_check_refuses_to_run_without_a_gpu_unless_smoke():
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_check.py")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and "no CUDA GPU is visible" in proc.stderr

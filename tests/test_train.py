@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from cifar_resnet import train
+import sys
 from cifar_resnet.checkpoint import load_checkpoint
 from cifar_resnet.config import PRESETS, ModelConfig, TrainConfig
 from cifar_resnet.errors import CifarResnetError
@@ -116,7 +116,7 @@ def test_alternate_flip_mirrors_each_image_in_every_other_epoch(smoke_data, monk
         flips.append(dict(zip((bytes(image.numpy()) for image in images), flip.tolist())))
         return images
 
-    monkeypatch.setattr(train, "augment", record)
+    monkeypatch.setattr(sys.modules["cifar_resnet.augment"], "augment", record)  # the module, not the function
     config = TrainConfig(epochs=3, batch_size=900, lr=0.1, val_size=100, amp="off", alternate_flip=True)
     fit(TINY, config, smoke_data, progress=False)
     assert len(flips) == 3 and len(flips[0]) == 900
