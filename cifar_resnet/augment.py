@@ -8,11 +8,12 @@ a training set as augmented batches, a few thousand images augmented at a time.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from .config import TrainConfig
 
 
 def _rand(n: int, images: Tensor, generator: torch.Generator | None) -> Tensor:
@@ -203,28 +204,20 @@ def augment(images: Tensor, *, crop_padding: int = 4, flip: bool | Tensor = True
 AUGMENT_CHUNK = 4096  # images augmented per call (uint8: 12 MB), whole batches of them
 
 
-@dataclass(frozen=True)
 class Augmentation:
-    """A recipe's augmentation: ``augment``'s settings, and whether flips alternate between epochs.
+    """A training recipe's augmentation: ``augment`` with the settings of a TrainConfig (crop_padding,
+    crop_reflect, flip, erasing, randaugment; ``alternate_flip`` is TrainingBatches' to apply), erasing
+    with the colour ``fill``."""
 
-    ``alternate_flip`` mirrors a fixed random half of the images in even epochs and the other half
-    in odd epochs, so every image is seen both ways in any two epochs in a row (airbench's).
-    ``fill`` is the colour of erased pixels.
-    """
-
-    crop_padding: int = 4
-    crop_reflect: bool = False
-    flip: bool = True
-    alternate_flip: bool = False
-    erasing: float = 0.5
-    randaugment: bool = False
-    fill: tuple[int, ...] | int = 0
+    def __init__(self, config: TrainConfig, fill: tuple[int, ...] | int = 0):
+        self.config, self.fill = config, fill
 
     def __call__(self, images: Tensor, generator: torch.Generator, mirror: Tensor | None = None) -> Tensor:
-        """``images`` augmented; ``mirror`` (one bool per image) overrides the coin flips."""
-        return augment(images, crop_padding=self.crop_padding, flip=self.flip if mirror is None else mirror,
-                       erasing=self.erasing, randaugment=self.randaugment, fill=self.fill, generator=generator,
-                       crop_reflect=self.crop_reflect)
+        """``images`` augmented; ``mirror`` (one bool per image) replaces the coin flips."""
+        c = self.config
+        return augment(images, crop_padding=c.crop_padding, flip=c.flip if mirror is None else mirror,
+                       erasing=c.erasing, randaugment=c.randaugment, fill=self.fill, generator=generator,
+                       crop_reflect=c.crop_reflect)
 
 
 class TrainingBatches:
@@ -241,7 +234,7 @@ class TrainingBatches:
         self.batch_size = min(batch_size, len(images))
         self.per_chunk = max(1, AUGMENT_CHUNK // self.batch_size)
         self.mirrored_half = None  # the images mirrored in even epochs
-        if augmentation.alternate_flip:
+        if augmentation.config.alternate_flip:  # airbench's: every image is seen both ways in any two epochs
             coins = torch.Generator(images.device).manual_seed(seed)
             self.mirrored_half = torch.rand(len(images), device=images.device, generator=coins) < 0.5
 

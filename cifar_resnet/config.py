@@ -179,8 +179,9 @@ class TrainConfig:
 
     ``minutes``, when set, replaces ``epochs``: the run trains for that long and the warmup and
     decay of the learning rate are laid out over that time.
-    ``amp`` is 'auto' (bf16 autocast on CUDA, and on CPUs with native bf16), 'bf16', 'fp16'
-    (CUDA only) or 'off'. ``val_size`` None holds out 10% of the training images.
+    ``amp`` is 'auto' (bf16 autocast where the hardware computes bf16 natively: GPUs of compute
+    capability 8.0+, CPUs with AVX512-BF16 or AMX; fp16 with a gradient scaler on older GPUs such as
+    the T4 and P100), 'bf16', 'fp16' (CUDA only) or 'off'. ``val_size`` None holds out 10% of the training images.
     ``bias_lr_scale`` multiplies the learning rate of every bias (BatchNorm's and the classifier's);
     ``whiten_stem`` starts the stem from whitening filters of the training images and freezes it.
     ``alternate_flip`` mirrors a fixed random half of the images in even epochs and the other half in

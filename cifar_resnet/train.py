@@ -251,10 +251,8 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.dtype == torch.float16)
         self.lookahead = Lookahead(self.model) if config.lookahead else None
         fill = tuple(round(m * 255) for m in self.normalization.mean)  # erased pixels become 0 after normalizing
-        augmentation = Augmentation(config.crop_padding, config.crop_reflect, config.flip, config.alternate_flip,
-                                    config.erasing, config.randaugment, fill)
         self.batches = TrainingBatches(data.train_images[train_idx].to(device), data.train_labels[train_idx].to(device),
-                                       config.batch_size, augmentation, config.seed)
+                                       config.batch_size, Augmentation(config, fill), config.seed)
         self.val_x, self.val_y = data.train_images[val_idx], data.train_labels[val_idx]
         self.criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
         self.net = torch.compile(self.model) if config.compile else self.model
