@@ -1,29 +1,36 @@
-"""Parameter and FLOP accounting for a ModelConfig, and the verdict against the 5M budget.
+"""Parameter and FLOP accounting, counted from the network itself, and the verdict against the 5M budget.
 
-Parameters and forward FLOPs are counted from the configuration alone (instant, nothing is
-built), layer by layer under the same names the built model gives its modules. Tests check the
-parameters against the built model's ``sum(p.numel())`` and the FLOPs against
-``count_flops``, which measures them with ``torch.utils.flop_counter`` on a 'meta'-device model.
+``count_parameters`` takes a ModelConfig (built on the 'meta' device, which allocates nothing) or
+any ``nn.Module``, such as a student's own network. It lists every layer that holds parameters,
+grouped by the module names (stem, stage 1 ... stage N, head), runs one image through it to read
+each group's output shape and each convolution's and linear layer's FLOPs (with the formulas of
+``torch.utils.flop_counter``), and gives the verdict against the budget.
 """
 from __future__ import annotations
 
+import contextlib
 from collections import defaultdict
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode, conv_flop_count
 
-from .config import IMAGE_SIZE, PARAMETER_BUDGET, ModelConfig
+from .config import PARAMETER_BUDGET, ModelConfig
 from .model import build_model
+
+IMAGE_SHAPE = (3, 32, 32)
+NORM_LAYERS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.GroupNorm, nn.LayerNorm)
 
 
 @dataclass(frozen=True)
 class Layer:
     """One parameterised layer: where it sits, what kind it is, how many parameters it has."""
 
-    name: str  # module name in the built ResNet, e.g. 'stages.1.0.shortcut.0'
-    group: str  # 'stem', 'stage 1' ... 'stage N', 'head'
-    kind: str  # 'conv', 'shortcut conv', 'batchnorm', 'linear'
+    name: str  # module name in the network, e.g. 'stages.1.0.shortcut.0'
+    group: str  # 'stem', 'stage 1' ... 'stage N', 'head' (another network: its top-level module's name)
+    kind: str  # 'conv', 'shortcut conv', 'batchnorm', 'linear', or the module's class name
     parameters: int
     flops: int = 0  # forward FLOPs for one image, a multiply-add counted as 2 (as flop_counter does)
 
@@ -31,16 +38,17 @@ class Layer:
 @dataclass(frozen=True)
 class StageSummary:
     name: str
-    output_shape: tuple[int, int, int]  # (C, H, W) of one image
+    output_shape: tuple[int, ...]  # of one image: (C, H, W); the logits as (classes, 1, 1)
     parameters: int
 
 
 @dataclass
 class ParameterReport:
-    """The parameter count of a configuration, by layer, stage and kind, with the budget verdict."""
+    """The parameter count of a network, by layer, group and kind, with the budget verdict."""
 
-    config: ModelConfig
+    config: ModelConfig | None  # None for a network given as an nn.Module
     layers: list[Layer]
+    stages: list[StageSummary]  # each group with its output shape and parameters
     budget: int = PARAMETER_BUDGET
     by_group: dict[str, int] = field(init=False)
     by_kind: dict[str, int] = field(init=False)
@@ -58,22 +66,12 @@ class ParameterReport:
 
     @property
     def flops(self) -> int:
-        """Forward FLOPs per image (a multiply-add counts 2; BatchNorm, ReLU and pooling not counted)."""
+        """Forward FLOPs per image (a multiply-add counts 2; BatchNorm, activations and pooling not counted)."""
         return sum(layer.flops for layer in self.layers)
 
     @property
     def fits_budget(self) -> bool:
         return self.total < self.budget
-
-    @property
-    def stages(self) -> list[StageSummary]:
-        """Stem, each stage and the head with their output shapes and parameter counts."""
-        c = self.config
-        rows = [StageSummary("stem", (c.stem_channels, c.stem_size, c.stem_size), self.by_group["stem"])]
-        for i, (ch, size) in enumerate(zip(c.channels, c.feature_sizes), start=1):
-            rows.append(StageSummary(f"stage {i}", (ch, size, size), self.by_group[f"stage {i}"]))
-        rows.append(StageSummary("head", (c.num_classes, 1, 1), self.by_group["head"]))
-        return rows
 
     @property
     def verdict(self) -> str:
@@ -96,67 +94,126 @@ class ParameterReport:
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
-        return {"config": self.config.to_dict(), "total": self.total, "budget": self.budget,
-                "fits_budget": self.fits_budget, "flops": self.flops,
+        return {"config": self.config.to_dict() if self.config else None, "total": self.total,
+                "budget": self.budget, "fits_budget": self.fits_budget, "flops": self.flops,
                 "by_stage": self.by_group, "by_kind": self.by_kind,
                 "stages": [{"name": s.name, "output_shape": list(s.output_shape),
                             "parameters": s.parameters} for s in self.stages]}
 
 
-def _conv(name: str, group: str, kind: str, cin: int, cout: int, k: int, size: int, bias: bool = False) -> Layer:
-    """A conv layer (bias-free unless ``bias``) with a ``size`` x ``size`` output map."""
-    weights = cin * cout * k * k
-    return Layer(name, group, kind, weights + (cout if bias else 0), 2 * weights * size * size)
+def group_of(name: str) -> str:
+    """The part of the network a module belongs to, from its name: 'stages.2.0.conv1' -> 'stage 3',
+    'stem.0' -> 'stem', 'fc' (or anything else after the stages) -> 'head'; in a network of other
+    names, its top-level module's name."""
+    top, _, rest = name.partition(".")
+    if top == "stages" and rest:
+        return f"stage {int(rest.split('.')[0]) + 1}"
+    return "head" if top in ("pool", "flatten", "fc") else top
 
 
-def _batchnorm(name: str, group: str, channels: int) -> Layer:
-    return Layer(name, group, "batchnorm", 2 * channels)
+def _kind(name: str, module: nn.Module) -> str:
+    if isinstance(module, nn.Conv2d):
+        return "shortcut conv" if "shortcut" in name else "conv"
+    if isinstance(module, NORM_LAYERS):
+        return "batchnorm" if isinstance(module, nn.modules.batchnorm._BatchNorm) else type(module).__name__.lower()
+    return "linear" if isinstance(module, nn.Linear) else type(module).__name__
 
 
-def layer_counts(config: ModelConfig) -> list[Layer]:
-    """Every parameterised layer of the ResNet for ``config``, counted without building it."""
-    airbench = config.style == "airbench"
-    cin, size_in = config.stem_channels, config.stem_size
-    if airbench:  # 2x2 conv with a bias, no BatchNorm
-        layers = [_conv("stem.0", "stem", "conv", 3, cin, 2, size_in, bias=True)]
-    else:
-        layers = [_conv("stem.0", "stem", "conv", 3, cin, 3, size_in), _batchnorm("stem.1", "stem", cin)]
-    for s, (blocks, cout, f, k, size) in enumerate(zip(config.blocks, config.channels, config.kernel,
-                                                       config.skip_kernel, config.feature_sizes)):
-        group = f"stage {s + 1}"
-        if airbench:  # PooledConv: the conv runs before the pool
-            layers += [_conv(f"stages.{s}.0.conv", group, "conv", cin, cout, f, size_in),
-                       _batchnorm(f"stages.{s}.0.norm", group, cout)]
-            cin, size_in = cout, size
-        for b in range(blocks):
-            p = f"stages.{s}.{b + 1 if airbench else b}."
-            block_in = cin if b == 0 else cout
-            conv1_size = size_in if b == 0 and config.downsample == "maxpool" else size  # pools after conv1
-            layers += [_conv(p + "conv1", group, "conv", block_in, cout, f, conv1_size),
-                       _batchnorm(p + "bn1", group, cout),
-                       _conv(p + "conv2", group, "conv", cout, cout, f, size),
-                       _batchnorm(p + "bn2", group, cout)]
-            if b == 0 and (s > 0 or block_in != cout) and not airbench:
-                layers += [_conv(p + "shortcut.0", group, "shortcut conv", block_in, cout, k, size),
-                           _batchnorm(p + "shortcut.1", group, cout)]
-        cin, size_in = cout, size
-    features = cin * config.pooled_size ** 2
-    fc_bias = 0 if airbench else config.num_classes
-    layers.append(Layer("fc", "head", "linear", features * config.num_classes + fc_bias,
-                        2 * features * config.num_classes))
-    return layers
+def _flops(module: nn.Module, x: torch.Tensor, out: torch.Tensor) -> int:
+    """Forward FLOPs of a conv or linear layer for these shapes, by torch.utils.flop_counter's formulas."""
+    if isinstance(module, nn.Conv2d):
+        return conv_flop_count(list(x.shape), list(module.weight.shape), list(out.shape))
+    if isinstance(module, nn.Linear):
+        return 2 * x.numel() * module.out_features
+    return 0
+
+
+@contextlib.contextmanager
+def _norms_pass_through(model: nn.Module):
+    """While tracing shapes, norm layers return their input (its shape is theirs): on the 'meta'
+    device they take most of the trace's time."""
+    norms = [m for m in model.modules() if isinstance(m, NORM_LAYERS)]
+    for m in norms:
+        m.forward = _identity
+    try:
+        yield
+    finally:
+        for m in norms:
+            del m.forward
+
+
+def _identity(x):
+    return x
+
+
+def _group_outputs(model: nn.Module) -> dict[str, nn.Module]:
+    """The module whose output is each group's output: each stage of ``stages``, and the other
+    top-level modules (the head's output is the logits)."""
+    groups = {}
+    for name, module in model.named_children():
+        if name == "stages":
+            groups.update((group_of(f"stages.{i}"), stage) for i, stage in enumerate(module))
+        elif group_of(name) != "head":
+            groups[name] = module
+    return groups
+
+
+def _trace(model: nn.Module) -> tuple[dict[str, tuple], dict[str, int]]:
+    """Run one image through ``model``: each group's output shape and each layer's FLOPs."""
+    device = next(model.parameters()).device
+    shapes, flops = {}, {}
+    hooks = [m.register_forward_hook(lambda m, i, o, g=g: shapes.__setitem__(g, tuple(o.shape[1:])))
+             for g, m in _group_outputs(model).items()]
+    hooks += [m.register_forward_hook(lambda m, i, o, n=n: flops.__setitem__(n, flops.get(n, 0) + _flops(m, i[0], o)))
+              for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]  # a shared layer adds up
+    was_training = model.training
+    shortcut = _norms_pass_through(model) if device.type == "meta" else contextlib.nullcontext()
+    try:
+        with shortcut, torch.no_grad():
+            logits = model.eval()(torch.zeros(1, *IMAGE_SHAPE, device=device))
+    finally:
+        model.train(was_training)
+        for hook in hooks:
+            hook.remove()
+    shapes["head"] = (*logits.shape[1:], 1, 1)
+    return shapes, flops
+
+
+def _report_parts(model: nn.Module) -> tuple[list[Layer], list[StageSummary]]:
+    shapes, flops = _trace(model)
+    layers = [Layer(name, group_of(name), _kind(name, module), sum(p.numel() for p in module.parameters(recurse=False)),
+                    flops.get(name, 0))
+              for name, module in model.named_modules() if any(True for _ in module.parameters(recurse=False))]
+    totals = defaultdict(int)
+    for layer in layers:
+        totals[layer.group] += layer.parameters
+    return layers, [StageSummary(g, shapes[g], totals[g]) for g in shapes if g in totals]  # in the image's order
+
+
+@lru_cache(maxsize=512)
+def _config_parts(config: ModelConfig) -> tuple[list[Layer], list[StageSummary]]:
+    return _report_parts(build_model(config, device="meta"))
+
+
+def count_parameters(network: ModelConfig | nn.Module, budget: int = PARAMETER_BUDGET) -> ParameterReport:
+    """The parameter and FLOP report of a configuration (built on 'meta', cached) or of any network."""
+    if isinstance(network, ModelConfig):
+        layers, stages = _config_parts(network)
+        return ParameterReport(network, list(layers), list(stages), budget)
+    layers, stages = _report_parts(network)
+    return ParameterReport(None, layers, stages, budget)
 
 
 def count_flops(config: ModelConfig) -> int:
     """Forward FLOPs for one 3x32x32 image measured by torch.utils.flop_counter (a multiply-add is 2).
 
     Builds the model on the 'meta' device (no memory); ``count_parameters(config).flops`` gives
-    the same number from the configuration alone.
+    the same number.
     """
     model = build_model(config, device="meta").eval()
     counter = FlopCounterMode(display=False)
     with counter, torch.no_grad():
-        model(torch.empty(1, 3, IMAGE_SIZE, IMAGE_SIZE, device="meta"))
+        model(torch.empty(1, *IMAGE_SHAPE, device="meta"))
     return counter.get_total_flops()
 
 
@@ -170,10 +227,5 @@ def count_training_flops(config: ModelConfig, frozen_stem: bool = False) -> int:
     model.stem[0].weight.requires_grad_(not frozen_stem)
     counter = FlopCounterMode(display=False)
     with counter:
-        model(torch.empty(1, 3, IMAGE_SIZE, IMAGE_SIZE, device="meta")).sum().backward()
+        model(torch.empty(1, *IMAGE_SHAPE, device="meta")).sum().backward()
     return counter.get_total_flops()
-
-
-def count_parameters(config: ModelConfig, budget: int = PARAMETER_BUDGET) -> ParameterReport:
-    """The parameter and FLOP report for ``config``, computed from the configuration (instant)."""
-    return ParameterReport(config, layer_counts(config), budget)

@@ -17,6 +17,7 @@ from torch import nn
 
 from .config import ModelConfig, TrainConfig
 from .data import Normalization
+from .device import select_device
 from .errors import CifarResnetError
 from .files import atomic_write
 from .model import ResNet, build_model
@@ -153,7 +154,8 @@ def check_architecture(checkpoint: Checkpoint, expected: ModelConfig, path: str 
 
 def load_model(path: str | os.PathLike, device: torch.device | str | None = None,
                expected: ModelConfig | None = None) -> tuple[nn.Module, Checkpoint]:
-    """The trained model of a checkpoint (eval mode) and the checkpoint itself.
+    """The trained model of a checkpoint (eval mode, on ``device``: by default the GPU when there
+    is one, as for training) and the checkpoint itself.
 
     With ``expected``, a checkpoint of another architecture is refused with the differences.
     """
@@ -161,7 +163,7 @@ def load_model(path: str | os.PathLike, device: torch.device | str | None = None
     if expected is not None:
         check_architecture(checkpoint, expected, path)
     try:
-        model = checkpoint.build_model(device)
+        model = checkpoint.build_model(select_device(device))
     except RuntimeError as e:
         raise CifarResnetError(f"checkpoint {path}: its weights do not fit its own configuration "
                                f"({str(e).splitlines()[0]}); the file was altered") from None

@@ -9,10 +9,8 @@ import dataclasses
 import json
 import sys
 
-from .config import DOWNSAMPLING, STYLES
+from .config import AMP_MODES, DEFAULT_PRESET, DOWNSAMPLING, STYLES, SUBMISSION_COLUMNS, TTA_MODES
 from .errors import CifarResnetError
-
-DEFAULT_PRESET = "reference"
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
@@ -33,7 +31,7 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
 
 
 def _add_tta_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--tta", nargs="?", const="flip", default="off", choices=["off", "flip", "flip-shift"],
+    p.add_argument("--tta", nargs="?", const="flip", default="off", choices=TTA_MODES,
                    help="test-time augmentation: --tta averages each image with its mirror image; "
                         "--tta flip-shift also with both moved one pixel (6 views)")
 
@@ -124,11 +122,13 @@ def cmd_train(args) -> None:
 def cmd_evaluate(args) -> None:
     from .checkpoint import load_model
     from .data import load_cifar10
+    from .device import Compute
     from .evaluate import evaluate
 
-    model, ckpt = load_model(args.checkpoint, args.device)
+    compute = Compute.choose(args.device)  # the GPU when there is one, as for training
+    model, ckpt = load_model(args.checkpoint, compute.device)
     data = load_cifar10(args.data, smoke=args.smoke or None)
-    result = evaluate(model, data.test_images, data.test_labels, ckpt.normalization, tta=args.tta)
+    result = evaluate(model, data.test_images, data.test_labels, ckpt.normalization, tta=args.tta, compute=compute)
     if args.json:
         print(json.dumps({**result.to_dict(), "checkpoint": str(args.checkpoint), "data": data.source,
                           "synthetic": data.synthetic, "tta": args.tta}))
@@ -140,10 +140,11 @@ def cmd_evaluate(args) -> None:
 
 
 def cmd_predict(args) -> None:
+    from .device import select_device
     from .kaggle import predict_submission
 
     path = predict_submission(args.checkpoint, args.pkl, args.out, tta=args.tta,
-                              columns=tuple(args.columns), device=args.device)
+                              columns=tuple(args.columns), device=select_device(args.device))
     print(f"wrote and validated {path}")
 
 
@@ -165,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--minutes", type=float, help="train for this long; the LR schedule fits the time")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float, help="peak learning rate")
-    p.add_argument("--amp", choices=["auto", "bf16", "fp16", "off"])
+    p.add_argument("--amp", choices=AMP_MODES)
     p.add_argument("--randaugment", action="store_true", help="add torchvision's RandAugment (slower)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--seed", type=int)
@@ -184,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_tta_arg(p)
     p.add_argument("--smoke", action="store_true")
     p.add_argument("--json", action="store_true", help="print one JSON object (accuracy, per_class, ...)")
-    p.add_argument("--device")
+    p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     p.set_defaults(run=cmd_evaluate)
 
     p = sub.add_parser("predict", help="write and validate a Kaggle submission.csv")
@@ -192,8 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pkl", required=True, help="the unlabeled test pickle")
     p.add_argument("--out", default="submission.csv")
     _add_tta_arg(p)
-    p.add_argument("--columns", nargs=2, default=["ID", "Labels"], metavar=("ID", "LABEL"))
-    p.add_argument("--device")
+    p.add_argument("--columns", nargs=2, default=list(SUBMISSION_COLUMNS), metavar=("ID", "LABEL"))
+    p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     p.set_defaults(run=cmd_predict)
     return parser
 

@@ -16,7 +16,10 @@ PARAMETER_BUDGET = 5_000_000
 DOWNSAMPLING = ("stride", "maxpool")
 STYLES = ("torchvision", "airbench")
 SCHEDULES = ("cosine", "linear")
-PATCH_STEM_CHANNELS = 24  # the airbench style's 2x2 whitening stem: 12 patch directions and their negatives
+AMP_MODES = ("auto", "bf16", "fp16", "off")
+TTA_MODES = ("off", "flip", "flip-shift")  # test-time augmentation: none, with the mirror image, also shifted
+SUBMISSION_COLUMNS = ("ID", "Labels")  # the course's Kaggle submission header
+DEFAULT_PRESET = "reference"  # the course's network: what the command line trains unless told otherwise
 
 
 class ConfigurationError(CifarResnetError, ValueError):
@@ -49,19 +52,12 @@ class ModelConfig:
     channels:    C_i, output channels of stage i
     kernel:      F_i, kernel size of the 3x3-style convolutions in stage i (odd)
     skip_kernel: K_i, kernel size of the projection shortcut entering stage i (odd)
-    pool:        P, kernel (and stride) of the average pool (max pool for 'airbench') before the classifier
-    downsample:  how stages 2..N halve the map in their first block: 'stride' (a stride-2 conv1
-                 and shortcut, as torchvision's ResNet) or 'maxpool' (conv1 at the full size, then
-                 a 2x2 max pool; the shortcut pools first): four times that conv's FLOPs, and it
-                 sees every position instead of one in four
-    style:       'torchvision' (conv3x3-BN-ReLU stem, ReLU, projection shortcuts, average pool) or
-                 'airbench' (airbench's residual network): a 2x2 unpadded stem of 24 channels with a
-                 bias and no BatchNorm; each stage opens with conv(F) - 2x2 max pool - BN - GELU,
-                 which sets the width C_i and halves the map (the first stage too: 32 -> 31 -> 15
-                 -> 7 -> 3), then B_i BasicBlocks with identity shortcuts; GELU; BatchNorm with a
-                 fixed scale of 1 (only the shift is learned); identity-initialized convolutions;
-                 a max pool of kernel P; a bias-free classifier whose logits are scaled by 1/9.
-                 skip_kernel is unused (no shortcut changes shape)
+    pool:        P, kernel (and stride) of the pool before the classifier
+    downsample:  how stages halve the map in their first block: 'stride' (a stride-2 conv1 and
+                 shortcut, as torchvision's ResNet) or 'maxpool' (conv1 at the full size, then a
+                 2x2 max pool; the shortcut pools first)
+    style:       the network's layout: 'torchvision' or 'airbench', each described by its builder
+                 (``model.TorchvisionLayout``, ``model.AirbenchLayout``)
     An int for ``kernel`` or ``skip_kernel`` applies to every stage.
     """
 
@@ -99,30 +95,25 @@ class ModelConfig:
                         f"the feature map's size")
         if self.style not in STYLES:
             raise ConfigurationError(f"style = {self.style!r}: use one of {STYLES}")
-        if self.style == "airbench" and self.downsample != "maxpool":
-            raise ConfigurationError("style = 'airbench' halves every stage with a 2x2 max pool: "
-                                     "set downsample = 'maxpool'")
-        size = self.stem_size
-        for i in range(1 if self.style == "airbench" else 2, self.stages + 1):
-            if size < 2:
-                raise ConfigurationError(
-                    f"stage {i} would halve a {size}x{size} feature map, which vanishes: "
-                    f"use at most {i - 1} stages")
-            size = self._halve(size)
+        if self.downsample not in DOWNSAMPLING:
+            raise ConfigurationError(f"downsample = {self.downsample!r}: use one of {DOWNSAMPLING}")
+        self.layout.check(self)
+        size = self.feature_sizes[-1]
         if not isinstance(self.pool, int) or isinstance(self.pool, bool) or self.pool < 1:
             raise ConfigurationError(f"pool = {self.pool!r}: must be an integer >= 1")
         if self.pool > size:
             raise ConfigurationError(
                 f"pool = {self.pool} is larger than the last feature map ({size}x{size} after "
                 f"{self.stages} stages): use pool <= {size}")
-        if self.downsample not in DOWNSAMPLING:
-            raise ConfigurationError(f"downsample = {self.downsample!r}: use one of {DOWNSAMPLING}")
         if not isinstance(self.num_classes, int) or self.num_classes < 1:
             raise ConfigurationError(f"num_classes = {self.num_classes!r}: must be an integer >= 1")
 
-    def _halve(self, size: int) -> int:
-        """A 2x2 max pool or stride 2: rounding down for the airbench style, up otherwise."""
-        return size // 2 if self.style == "airbench" else (size + 1) // 2
+    @property
+    def layout(self):
+        """The builder of this configuration's style (``model.LAYOUTS[style]``), which also knows its map sizes."""
+        from .model import LAYOUTS  # model imports this module: look the builder up when asked
+
+        return LAYOUTS[self.style]
 
     @property
     def stages(self) -> int:
@@ -130,29 +121,21 @@ class ModelConfig:
         return len(self.blocks)
 
     @property
-    def stem_channels(self) -> int:
-        """Channels out of the stem: C_1, or 24 for the airbench style's patch stem."""
-        return PATCH_STEM_CHANNELS if self.style == "airbench" else self.channels[0]
-
-    @property
-    def stem_size(self) -> int:
-        """Side of the stem's output map: 32 ('same' 3x3 conv), or 31 (unpadded 2x2 conv)."""
-        return IMAGE_SIZE - 1 if self.style == "airbench" else IMAGE_SIZE
-
-    @property
     def feature_sizes(self) -> tuple[int, ...]:
-        """Side of each stage's output map: 32 for stage 1, halved (rounding up) after; for the
-        airbench style every stage halves the stem's 31, rounding down (15, 7, 3, 1)."""
-        sizes, size = [], self.stem_size
+        """Side of each stage's output map, from the stem's map halved by the stages that halve it."""
+        layout, sizes, size = self.layout, [], self.layout.stem_size
         for i in range(self.stages):
-            if i > 0 or self.style == "airbench":
-                size = self._halve(size)
+            if layout.halves(i):
+                if size < 2:
+                    raise ConfigurationError(f"stage {i + 1} would halve a {size}x{size} feature map, which "
+                                             f"vanishes: use at most {i} stages")
+                size = layout.halve(size)
             sizes.append(size)
         return tuple(sizes)
 
     @property
     def pooled_size(self) -> int:
-        """Side of the map after the average pool of kernel and stride P."""
+        """Side of the map after the pool of kernel and stride P."""
         return self.feature_sizes[-1] // self.pool
 
     def to_dict(self) -> dict[str, Any]:
@@ -166,11 +149,10 @@ class ModelConfig:
         """The Python line that builds this configuration."""
         def short(v):
             return v[0] if len(set(v)) == 1 else v
-        downsample = f", downsample={self.downsample!r}" if self.downsample != "stride" else ""
-        style = f", style={self.style!r}" if self.style != "torchvision" else ""
+        rest = "".join(f", {name}={getattr(self, name)!r}" for name in ("num_classes", "downsample", "style")
+                       if getattr(self, name) != getattr(ModelConfig, name))  # each only when not the default
         return (f"ModelConfig(blocks={self.blocks}, channels={self.channels}, "
-                f"kernel={short(self.kernel)}, skip_kernel={short(self.skip_kernel)}, "
-                f"pool={self.pool}{downsample}{style})")
+                f"kernel={short(self.kernel)}, skip_kernel={short(self.skip_kernel)}, pool={self.pool}{rest})")
 
 
 @dataclass(frozen=True)
@@ -236,8 +218,8 @@ class TrainConfig:
             raise ConfigurationError(f"erasing = {self.erasing}: a probability in [0, 1]")
         if self.alternate_flip and not self.flip:
             raise ConfigurationError("alternate_flip = True needs flip = True: it decides how images are mirrored")
-        if self.amp not in ("auto", "bf16", "fp16", "off"):
-            raise ConfigurationError(f"amp = {self.amp!r}: use 'auto', 'bf16', 'fp16' or 'off'")
+        if self.amp not in AMP_MODES:
+            raise ConfigurationError(f"amp = {self.amp!r}: use one of {AMP_MODES}")
 
     def __repr__(self) -> str:  # ``epochs`` is left out when ``minutes`` replaces it
         shown = [f.name for f in dataclasses.fields(self) if f.name != "epochs" or self.minutes is None]

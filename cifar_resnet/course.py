@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import ModelConfig, TrainConfig, get_preset
+from .config import DEFAULT_PRESET, ModelConfig, TrainConfig, get_preset
 from .data import CifarData, data_root, find_under, smoke_mode, write_kaggle_pickle
 from .device import select_device
 from .errors import CifarResnetError
@@ -25,7 +25,7 @@ from .train import CHECKPOINT_FILE, fit
 
 KAGGLE_PICKLE = "cifar_test_nolabel.pkl"
 SMOKE_PRESET = "tiny"
-GPU_PRESET = "reference"  # the course's network, for its full recipe: minutes on a GPU
+GPU_PRESET = DEFAULT_PRESET  # the course's network, for its full recipe: minutes on a GPU
 CPU_PRESET = "cpu-fast"  # 15 minutes on a laptop's CPU (the reference recipe would take hours there)
 
 

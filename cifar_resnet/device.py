@@ -1,6 +1,8 @@
 """Which device to run on and which autocast precision to use: one code path for CPU and CUDA."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from .errors import CifarResnetError
@@ -60,3 +62,24 @@ def device_description(device: torch.device) -> str:
     if device.type == "cuda":
         return f"CUDA GPU: {torch.cuda.get_device_name(device)}"
     return f"CPU ({torch.get_num_threads()} threads, bf16 {'native' if cpu_has_bf16() else 'emulated'})"
+
+
+@dataclass(frozen=True)
+class Compute:
+    """Where a run computes and in which precision: decided once, then passed along (nanoGPT's ``ctx``)."""
+
+    device: torch.device
+    dtype: torch.dtype | None = None  # the autocast dtype; None computes in float32
+
+    @classmethod
+    def choose(cls, device: torch.device | str | None = None, amp: str = "auto") -> "Compute":
+        """``device`` (by default the GPU when there is one) and the autocast dtype ``amp`` gives there."""
+        device = select_device(device)
+        return cls(device, autocast_dtype(amp, device))
+
+    def autocast(self) -> torch.autocast:
+        """The context that runs a forward pass in this precision."""
+        return torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None)
+
+    def __str__(self) -> str:
+        return f"{device_description(self.device)} in {precision_name(self.dtype)}"

@@ -11,12 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .config import ConfigurationError
+from .config import TTA_MODES, ConfigurationError
 from .data import CLASSES, Normalization
-from .device import autocast_dtype
-
-TTA_MODES = ("off", "flip", "flip-shift")
-
+from .device import Compute, autocast_dtype
 
 def tta_mode(tta: bool | str) -> str:
     """'off', 'flip' or 'flip-shift' for ``tta`` given as one of those or as a bool (True = 'flip')."""
@@ -41,23 +38,25 @@ def _tta_logits(model: nn.Module, x: Tensor, mode: str) -> Tensor:
 
 @torch.no_grad()
 def predict_logits(model: nn.Module, images: Tensor, normalization: Normalization, *,
-                   batch_size: int = 1024, tta: bool | str = False, amp: str = "auto") -> Tensor:
+                   batch_size: int = 1024, tta: bool | str = False, amp: str = "auto",
+                   compute: Compute | None = None) -> Tensor:
     """Logits (N, classes) in float32 on the CPU for uint8 images (N, 3, 32, 32).
 
     Images move to the model's device one batch at a time, so memory stays at one batch.
     ``tta``: 'flip' (or True) averages the logits of each image and its mirror image;
     'flip-shift' also those of both moved one pixel diagonally each way (6 views in all).
+    ``compute``: the precision a run already decided (``device.Compute``); else ``amp`` on the model's device.
     """
     mode = tta_mode(tta)
-    device = next(model.parameters()).device
-    dtype = autocast_dtype(amp, device)
+    device = next(model.parameters()).device  # where the model is, in the precision decided for the run
+    compute = Compute(device, compute.dtype if compute else autocast_dtype(amp, device))
     was_training = model.training
     model.eval()
     outputs = []
     for start in range(0, len(images), batch_size):
         x = images[start:start + batch_size].to(device, non_blocking=True)
         x = normalization(x.contiguous(memory_format=torch.channels_last))
-        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+        with compute.autocast():
             logits = _tta_logits(model, x, mode)
         outputs.append(logits.cpu())
     model.train(was_training)
@@ -86,7 +85,7 @@ class Evaluation:
         return wrong[torch.argsort(confidence, descending=True)[:k]]
 
 
-def confusion_matrix(labels: Tensor, predictions: Tensor, classes: int = len(CLASSES)) -> Tensor:
+def confusion_counts(labels: Tensor, predictions: Tensor, classes: int = len(CLASSES)) -> Tensor:
     """Counts (classes, classes) of (true, predicted) pairs."""
     return torch.bincount(labels * classes + predictions, minlength=classes * classes).view(classes, classes)
 
@@ -95,7 +94,7 @@ def score(logits: Tensor, labels: Tensor, classes: tuple[str, ...] = CLASSES) ->
     """Turn logits and true labels into an Evaluation."""
     probabilities = logits.softmax(dim=1)
     predictions = probabilities.argmax(dim=1)
-    confusion = confusion_matrix(labels, predictions, len(classes))
+    confusion = confusion_counts(labels, predictions, len(classes))
     counts, hits = confusion.sum(dim=1).tolist(), confusion.diagonal().tolist()
     per_class = {c: hits[i] / counts[i] if counts[i] else float("nan") for i, c in enumerate(classes)}
     accuracy = sum(hits) / len(labels) if len(labels) else float("nan")
@@ -103,8 +102,9 @@ def score(logits: Tensor, labels: Tensor, classes: tuple[str, ...] = CLASSES) ->
 
 
 def evaluate(model: nn.Module, images: Tensor, labels: Tensor, normalization: Normalization, *,
-             tta: bool | str = False, batch_size: int = 1024, amp: str = "auto") -> Evaluation:
+             tta: bool | str = False, batch_size: int = 1024, amp: str = "auto",
+             compute: Compute | None = None) -> Evaluation:
     """Accuracy, per-class accuracy, confusion matrix and predictions of ``model`` on the images."""
-    logits = predict_logits(model, images, normalization, batch_size=batch_size, tta=tta, amp=amp)
+    logits = predict_logits(model, images, normalization, batch_size=batch_size, tta=tta, amp=amp, compute=compute)
     return score(logits, labels.cpu())
 

@@ -13,7 +13,7 @@ from torch import nn
 
 from .budget import count_parameters
 from .checkpoint import load_checkpoint, load_model
-from .config import ModelConfig
+from .config import SUBMISSION_COLUMNS as COLUMNS, ModelConfig
 from .data import CLASSES, load_kaggle_pickle
 from .errors import CifarResnetError
 from .evaluate import predict_logits
@@ -21,7 +21,6 @@ from .model import build_model
 from .files import atomic_write, copy_atomic, sha256_file
 from .train import CHECKPOINT_FILE, has_validation
 
-COLUMNS = ("ID", "Labels")
 WEIGHTS_FILE, CONFIG_FILE = "model_weights.pt", "model_config.json"  # the hand-in's network
 
 
@@ -114,7 +113,7 @@ def make_handin(run_dir: str | os.PathLike, submission: str | os.PathLike, plots
     """
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     checkpoint = load_checkpoint(run_dir / CHECKPOINT_FILE)
-    model = checkpoint.build_model()
+    model = checkpoint.build_model("cpu")
     report = count_parameters(checkpoint.model_config)
     built = sum(p.numel() for p in model.parameters())
     if built != report.total:

@@ -26,11 +26,15 @@ _ALLOWED = {
 }
 
 
+class RefusedPickleError(pickle.UnpicklingError):
+    """The pickle asks for a function or class that a data file never needs."""
+
+
 class _RestrictedUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str):
         canonical = module.replace("numpy.core", "numpy._core", 1) if module.startswith("numpy.core") else module
         if (canonical, name) not in _ALLOWED:
-            raise pickle.UnpicklingError(f"it asks to load '{module}.{name}', which a data file never needs")
+            raise RefusedPickleError(f"it asks to load '{module}.{name}', which a data file never needs")
         owner = np if canonical == "numpy" else importlib.import_module(canonical)
         return getattr(owner, name)
 
@@ -47,11 +51,10 @@ def load_pickle(path: str | Path, what: str = "pickle file"):
     try:
         with open(path, "rb") as f:
             return _RestrictedUnpickler(f, encoding="latin1").load()
+    except RefusedPickleError as e:
+        raise CifarResnetError(f"{what} {path} was refused: {e}. It may be malicious or not a data file; "
+                               f"do not open it with pickle.load") from None
     except pickle.UnpicklingError as e:
-        if "which a data file never needs" in str(e):
-            raise CifarResnetError(
-                f"{what} {path} was refused: {e}. It may be malicious or not a data file; "
-                f"do not open it with pickle.load") from None
         raise CifarResnetError(f"{what} {path} is not a readable pickle ({e}): re-download or re-create it") from None
     except (EOFError, ValueError, TypeError, AttributeError, IndexError, MemoryError, OSError) as e:
         reason = "it is empty or truncated" if isinstance(e, EOFError) else f"{type(e).__name__}: {e}"

@@ -32,7 +32,7 @@ from .augment import Augmentation, TrainingBatches
 from .checkpoint import Checkpoint, check_architecture, load_checkpoint, save_checkpoint
 from .config import ModelConfig, TrainConfig
 from .data import CifarData, Normalization, train_val_split
-from .device import autocast_dtype, device_description, precision_name, select_device
+from .device import Compute, device_description, precision_name, select_device
 from .errors import CifarResnetError
 from .evaluate import predict_logits
 from .files import atomic_write
@@ -83,18 +83,18 @@ def has_validation(row: dict) -> bool:
     return row.get("val_acc") is not None and not math.isnan(row["val_acc"])
 
 
-def lr_at(progress: float, peak: float, warmup: float, schedule: str = "cosine") -> float:
-    """Learning rate at ``progress`` in [0, 1], continuous everywhere.
+def lr_at(done: float, peak: float, warmup: float, schedule: str = "cosine") -> float:
+    """Learning rate when the fraction ``done`` of training is done (in [0, 1]), continuous everywhere.
 
     'cosine': linear from 0 to ``peak`` over the first ``warmup`` fraction, then a cosine down to 0.
     'linear': linear from LINEAR_START * peak to ``peak`` over the warmup, then linear down to
     LINEAR_END * peak (airbench's triangle).
     """
-    progress = min(max(progress, 0.0), 1.0)
+    done = min(max(done, 0.0), 1.0)
     start, end = (LINEAR_START, LINEAR_END) if schedule == "linear" else (0.0, 0.0)
-    if progress < warmup:
-        return peak * (start + (1 - start) * progress / warmup)
-    decayed = (progress - warmup) / (1 - warmup)
+    if done < warmup:
+        return peak * (start + (1 - start) * done / warmup)
+    decayed = (done - warmup) / (1 - warmup)
     if schedule == "linear":
         return peak * (1 + (end - 1) * decayed)
     return peak * 0.5 * (1 + math.cos(math.pi * decayed))
@@ -117,9 +117,9 @@ def parameter_groups(model: nn.Module, weight_decay: float, bias_lr_scale: float
 class Lookahead:
     """Slow weights that follow the model, which restarts from them (airbench's lookahead).
 
-    ``update(progress)`` moves every float tensor of the model's state (weights and BatchNorm
+    ``update(done)`` moves every float tensor of the model's state (weights and BatchNorm
     statistics) and its slow copy to ``decay * slow + (1 - decay) * model``, with ``decay`` growing
-    as ``peak * progress ** 3``: no averaging early on, a long average at the end.
+    as ``peak * done ** 3`` (``done``, the fraction of training done): no averaging early on, a long average at the end.
     """
 
     def __init__(self, model: nn.Module, peak: float = LOOKAHEAD_PEAK):
@@ -128,8 +128,8 @@ class Lookahead:
         self.peak = peak
 
     @torch.no_grad()
-    def update(self, progress: float) -> None:
-        weight = 1 - self.peak * min(max(progress, 0.0), 1.0) ** 3
+    def update(self, done: float) -> None:
+        weight = 1 - self.peak * min(max(done, 0.0), 1.0) ** 3
         for slow, tensor in zip(self.slow, self.tensors):
             slow.lerp_(tensor, weight)
             tensor.copy_(slow)
@@ -171,7 +171,7 @@ class Clock:
     """The run's training time, continued across resumes, and how far the run has come."""
 
     def __init__(self, config: TrainConfig, elapsed: float, steps_per_epoch: int):
-        self.budget = config.minutes * 60 if config.minutes else None  # seconds
+        self.limit = config.minutes * 60 if config.minutes else None  # seconds of training allowed
         self.total_steps = None if config.minutes else steps_per_epoch * config.epochs
         self.epochs = config.epochs
         self.start = time.perf_counter() - elapsed
@@ -179,15 +179,15 @@ class Clock:
     def elapsed(self) -> float:
         return time.perf_counter() - self.start
 
-    def progress(self, step: int) -> float:
-        """The fraction of training done: of the time budget, else of the steps."""
-        return self.elapsed() / self.budget if self.budget else (step + 0.5) / self.total_steps
+    def fraction_done(self, step: int) -> float:
+        """The fraction of training done: of the time limit, else of the steps."""
+        return self.elapsed() / self.limit if self.limit else (step + 0.5) / self.total_steps
 
     def out_of_time(self) -> bool:
-        return self.budget is not None and self.elapsed() >= self.budget
+        return self.limit is not None and self.elapsed() >= self.limit
 
     def finished(self, state: TrainingState) -> bool:
-        return self.out_of_time() if self.budget else state.epoch >= self.epochs
+        return self.out_of_time() if self.limit else state.epoch >= self.epochs
 
 
 class ProgressBar:
@@ -195,17 +195,17 @@ class ProgressBar:
 
     def __init__(self, clock: Clock, state: TrainingState, device: torch.device, enabled: bool):
         self.clock = clock
-        timed = clock.budget is not None
-        self.bar = tqdm(total=round(clock.budget) if timed else clock.total_steps,
+        timed = clock.limit is not None
+        self.bar = tqdm(total=round(clock.limit) if timed else clock.total_steps,
                         initial=round(state.elapsed) if timed else state.step, disable=not enabled,
                         unit="s" if timed else "step", desc=f"training on {device.type}", dynamic_ncols=True,
                         bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s of the time budget{postfix}" if timed else None)
 
     def advance(self) -> None:
-        if self.clock.budget is None:
+        if self.clock.limit is None:
             self.bar.update(1)
         else:
-            self.bar.update(min(self.clock.elapsed(), self.clock.budget) - self.bar.n)
+            self.bar.update(min(self.clock.elapsed(), self.clock.limit) - self.bar.n)
 
     def show(self, **values) -> None:
         self.bar.set_postfix(values)
@@ -240,15 +240,16 @@ class Trainer:
 
     def __init__(self, model_config: ModelConfig, config: TrainConfig, data: CifarData,
                  run_dir: str | Path | None, device: torch.device):
-        self.model_config, self.config, self.data, self.device = model_config, config, data, device
-        self.dtype = autocast_dtype(config.amp, device)
+        self.model_config, self.config, self.data = model_config, config, data
+        self.compute = Compute.choose(device, config.amp)
+        self.device = self.compute.device
         self.run_dir = Path(run_dir) if run_dir is not None else None
         train_idx, val_idx = train_val_split(data.train_labels, config.val_size, config.seed)
         self.normalization = Normalization.from_images(data.train_images[train_idx])
         self.model = self._build_model(data.train_images[train_idx[:5000]])
         self.optimizer = torch.optim.SGD(parameter_groups(self.model, config.weight_decay, config.bias_lr_scale),
                                          lr=config.lr, momentum=config.momentum, nesterov=config.nesterov)
-        self.scaler = torch.amp.GradScaler(device.type, enabled=self.dtype == torch.float16)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.compute.dtype == torch.float16)
         self.lookahead = Lookahead(self.model) if config.lookahead else None
         fill = tuple(round(m * 255) for m in self.normalization.mean)  # erased pixels become 0 after normalizing
         self.batches = TrainingBatches(data.train_images[train_idx].to(device), data.train_labels[train_idx].to(device),
@@ -295,7 +296,7 @@ class Trainer:
         self.clock = Clock(self.config, self.state.elapsed, len(self.batches))
         if progress:  # on stderr, with the progress bar: stdout keeps only results
             print(self.first_line(), file=sys.stderr, flush=True)
-        self.lr = lr_at(self.clock.progress(self.state.step), self.config.lr, self.config.warmup, self.config.schedule)
+        self.lr = lr_at(self.clock.fraction_done(self.state.step), self.config.lr, self.config.warmup, self.config.schedule)
         bar = ProgressBar(self.clock, self.state, self.device, progress)
         try:
             with StopRequest() as stop, self._interruptions_explained():
@@ -314,7 +315,7 @@ class Trainer:
         length = f"{self.config.minutes:g} minutes" if self.config.minutes else f"{self.config.epochs} epochs"
         resumed = f", resuming after step {self.state.step}" if self.state.step else ""
         folder = f"; run folder {self.run_dir}" if self.run_dir else ""
-        return (f"training on {device_description(self.device)} in {precision_name(self.dtype)}: "
+        return (f"training on {self.compute}: "
                 f"{len(self.batches.images):,} images, batches of {self.batches.batch_size}, {length}{resumed}{folder}")
 
     def fit_epoch(self, bar: ProgressBar, stop: StopRequest) -> bool:
@@ -328,7 +329,7 @@ class Trainer:
         for i in range(state.batch, len(batches)):
             if self.clock.out_of_time():
                 break
-            self.lr = lr_at(self.clock.progress(state.step), self.config.lr, self.config.warmup, self.config.schedule)
+            self.lr = lr_at(self.clock.fraction_done(state.step), self.config.lr, self.config.warmup, self.config.schedule)
             x, y = batches.batch(i)
             loss, logits = self.train_step(x, y)
             self.loss_sum += loss.detach() * len(y)
@@ -354,7 +355,7 @@ class Trainer:
             x = x.contiguous(memory_format=torch.channels_last)
         x = self.normalization(x)
         try:
-            with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None):
+            with self.compute.autocast():
                 logits = self.net(x)
                 loss = self.criterion(logits, y)
             self.optimizer.zero_grad(set_to_none=True)
@@ -367,7 +368,7 @@ class Trainer:
         self.scaler.update()
         self.state.step += 1
         if self.lookahead and self.state.step % LOOKAHEAD_EVERY == 0:
-            self.lookahead.update(self.clock.progress(self.state.step))
+            self.lookahead.update(self.clock.fraction_done(self.state.step))
         return loss, logits
 
     def end_epoch(self, bar: ProgressBar, on_epoch: Callable[[list[dict]], None] | None) -> None:
@@ -375,7 +376,7 @@ class Trainer:
         state = self.state
         self._check_finite(self.loss_sum)
         if self.lookahead:  # validate and checkpoint the averaged weights
-            self.lookahead.update(self.clock.progress(state.step))
+            self.lookahead.update(self.clock.fraction_done(state.step))
         val_loss, val_acc = self.validate()
         state.epoch += 1
         state.elapsed = self.clock.elapsed()
@@ -399,7 +400,7 @@ class Trainer:
         if not len(self.val_y):
             return None, None
         logits = predict_logits(self.net, self.val_x, self.normalization, batch_size=self.config.eval_batch_size,
-                                amp=self.config.amp)
+                                compute=self.compute)
         return self.criterion(logits, self.val_y).item(), (logits.argmax(1) == self.val_y).float().mean().item()
 
     def save(self) -> None:
@@ -439,8 +440,9 @@ class Trainer:
         with atomic_write(self.run_dir / "run.json") as f:
             json.dump({"model_config": self.model_config.to_dict(), "train_config": self.config.to_dict(),
                        "normalization": self.normalization.to_dict(), "data": repr(self.data),
-                       "device": device_description(self.device), "precision": precision_name(self.dtype),
-                       "autocast_dtype": str(self.dtype).removeprefix("torch.") if self.dtype else None}, f, indent=1)
+                       "device": device_description(self.device), "precision": precision_name(self.compute.dtype),
+                       "autocast_dtype": str(self.compute.dtype).removeprefix("torch.") if self.compute.dtype else None},
+                      f, indent=1)
 
     @contextlib.contextmanager
     def _interruptions_explained(self):
@@ -484,7 +486,7 @@ def fit(model_config: ModelConfig, train_config: TrainConfig | None, data: Cifar
     progress: print the run's first line and show a progress bar.
     on_epoch: called with the history after each epoch (the notebooks draw live curves with it).
     """
-    trainer = Trainer(model_config, train_config or TrainConfig(), data, run_dir, select_device(device))
+    trainer = Trainer(model_config, train_config or TrainConfig(), data, run_dir, device)
     if resume:
         trainer.resume()
     return trainer.run(progress, on_epoch)

@@ -55,3 +55,11 @@ def test_gpu_check_refuses_to_run_without_a_gpu_unless_smoke():
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_check.py")],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1 and "no CUDA GPU is visible" in proc.stderr
+
+
+def test_explorer_update_times_fresh_and_cached_changes():
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "explorer_update.py"), "--changes", "3"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["fresh_median_ms"] > 0 and result["cached_median_ms"] > 0

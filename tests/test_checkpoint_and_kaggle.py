@@ -9,7 +9,7 @@ from cifar_resnet.checkpoint import (ArchitectureMismatchError, Checkpoint, load
 from cifar_resnet.config import PRESETS, ModelConfig, TrainConfig
 from cifar_resnet.data import Normalization, write_kaggle_pickle
 from cifar_resnet.errors import CifarResnetError
-from cifar_resnet.evaluate import confusion_matrix, evaluate, predict_logits, score
+from cifar_resnet.evaluate import confusion_counts, evaluate, predict_logits, score
 from cifar_resnet.kaggle import predict_submission, submission_accuracy, validate_submission, write_submission
 from cifar_resnet.model import build_model
 from cifar_resnet.train import fit
@@ -82,7 +82,7 @@ def test_score_and_confusion_matrix():
     assert result.accuracy == pytest.approx(4 / 6)
     assert result.per_class == pytest.approx({"a": 0.5, "b": 1.0, "c": 2 / 3})
     assert result.confusion.tolist() == [[1, 1, 0], [0, 1, 0], [1, 0, 2]]
-    assert torch.equal(confusion_matrix(labels, result.predictions, 3), result.confusion)
+    assert torch.equal(confusion_counts(labels, result.predictions, 3), result.confusion)
     assert result.most_confident_mistakes(1).item() in (1, 5)
 
 

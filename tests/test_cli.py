@@ -1,4 +1,5 @@
 import json
+import re
 import subprocess
 import sys
 
@@ -43,7 +44,10 @@ def test_every_subcommand_has_help(capsys):
             main([command, "--help"])
         assert info.value.code == 0
         assert "usage: python -m cifar_resnet " + command in capsys.readouterr().out
-    assert {"params", "train", "evaluate", "predict"} <= set(build_parser()._subparsers._group_actions[0].choices)
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    listed = re.search(r"\{([a-z,]+)\}", capsys.readouterr().out).group(1).split(",")
+    assert {"params", "train", "evaluate", "predict"} <= set(listed)
 
 
 def test_train_settings_come_from_the_preset_the_flags_and_set():
@@ -121,3 +125,27 @@ def test_train_without_a_validation_split_says_how_to_score_it(capsys, tmp_path,
                          "--epochs", "1", "--set", "val_size=0")
     assert code == 0, err
     assert out.startswith("epoch 1: no validation split (val_size=0): score it on the test images with `evaluate`")
+
+
+@pytest.mark.parametrize("gpu", [True, False])
+def test_evaluate_and_predict_use_the_gpu_when_there_is_one(gpu, monkeypatch, tmp_path, capsys, smoke_data):
+    import torch
+
+    from cifar_resnet.checkpoint import Checkpoint, save_checkpoint
+    from cifar_resnet.data import Normalization
+    from cifar_resnet.model import build_model
+
+    tiny = get_preset("tiny").model
+    path = save_checkpoint(Checkpoint(tiny, Normalization((0.5,) * 3, (0.25,) * 3), build_model(tiny).state_dict()),
+                           tmp_path / "checkpoint.pt")
+    write_kaggle_pickle(tmp_path / "test.pkl", smoke_data.test_images[:8])
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpu)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a, **k: (8, 0))  # an A100
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a, **k: "NVIDIA A100-SXM4-40GB")
+    placed, original = [], Checkpoint.build_model
+    monkeypatch.setattr(Checkpoint, "build_model",  # where the model is put; built on the CPU, which is all there is
+                        lambda self, device=None: placed.append(torch.device(device).type) or original(self, "cpu"))
+    assert main(["evaluate", "--checkpoint", str(path), "--smoke"]) == 0
+    assert main(["predict", "--checkpoint", str(path), "--pkl", str(tmp_path / "test.pkl"),
+                 "--out", str(tmp_path / "submission.csv")]) == 0
+    assert placed == ["cuda" if gpu else "cpu"] * 2

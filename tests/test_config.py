@@ -68,7 +68,8 @@ def test_invalid_train_configs(kwargs, message):
 
 def test_code_line_rebuilds_the_config():
     for c in (get_preset("four-stage").model, ModelConfig(blocks=(1, 2), channels=(8, 16), downsample="maxpool"),
-              ModelConfig(blocks=(1, 1), channels=(32, 64), pool=7, downsample="maxpool", style="airbench")):
+              ModelConfig(blocks=(1, 1), channels=(32, 64), pool=7, downsample="maxpool", style="airbench"),
+              ModelConfig(blocks=(1,), channels=(8,), num_classes=100)):
         assert eval(c.code(), {"ModelConfig": ModelConfig}) == c
 
 

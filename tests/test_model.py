@@ -1,7 +1,7 @@
 import torch
 
-from cifar_resnet.config import PRESETS, ModelConfig
-from cifar_resnet.model import BasicBlock, PooledConv, build_model, whiten_stem
+from cifar_resnet.config import PRESETS, STYLES, ModelConfig
+from cifar_resnet.model import LAYOUTS, BasicBlock, PooledConv, build_model, whiten_stem
 
 
 def test_stage_outputs_have_the_configured_shapes():
@@ -114,3 +114,10 @@ def test_whiten_stem_reads_the_images_in_chunks_without_changing_the_filters():
     first = eigenvectors[:, -1] / torch.sqrt(eigenvalues[-1] + 5e-4)  # the leading whitening filter
     sign = torch.sign(model.stem[0].weight[0].flatten() @ first)
     torch.testing.assert_close(sign * model.stem[0].weight[0].flatten(), first, rtol=0.02, atol=1e-3)
+
+
+def test_every_style_has_one_builder_and_blocks_take_their_parts():
+    assert tuple(LAYOUTS) == STYLES
+    block = BasicBlock(8, 16, norm_layer=lambda c: torch.nn.GroupNorm(4, c), activation=torch.nn.SiLU)
+    assert isinstance(block.bn1, torch.nn.GroupNorm) and isinstance(block.shortcut[1], torch.nn.GroupNorm)
+    assert isinstance(block.act, torch.nn.SiLU) and block(torch.randn(2, 8, 6, 6)).shape == (2, 16, 6, 6)

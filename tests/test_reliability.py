@@ -108,7 +108,7 @@ def test_twenty_interruptions_in_a_row_leave_one_checkpoint_and_a_whole_history(
     assert fit(TINY, config, smoke_data, tmp_path, resume=True, progress=False).history == history
 
 
-def test_divergence_keeps_the_last_good_checkpoint(tmp_path, smoke_data):
+def test_divergence_keeps_the_last_good_checkpoint(tmp_path, smoke_data, monkeypatch):
     config = TrainConfig(epochs=3, batch_size=100, lr=0.05, val_size=100, amp="off")
     model_holder = {}
 
@@ -127,13 +127,10 @@ def test_divergence_keeps_the_last_good_checkpoint(tmp_path, smoke_data):
         poison_after_first_epoch.model = original(config_)
         return poison_after_first_epoch.model
 
-    train_module.build_model = capture
-    try:
-        with pytest.raises(TrainingDivergedError, match=r"by step \d+ \(learning rate [\d.e-]+\); the last good "
-                                                        r"checkpoint .*checkpoint.pt is kept"):
-            fit(TINY, config, smoke_data, tmp_path, progress=False, on_epoch=poison_after_first_epoch)
-    finally:
-        train_module.build_model = original
+    monkeypatch.setattr(train_module, "build_model", capture)
+    with pytest.raises(TrainingDivergedError, match=r"by step \d+ \(learning rate [\d.e-]+\); the last good "
+                                                    r"checkpoint .*checkpoint.pt is kept"):
+        fit(TINY, config, smoke_data, tmp_path, progress=False, on_epoch=poison_after_first_epoch)
     assert (tmp_path / "checkpoint.pt").read_bytes() == model_holder["bytes"]
     assert load_checkpoint(tmp_path / "checkpoint.pt").epoch == 1
 
