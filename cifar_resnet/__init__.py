@@ -1,4 +1,4 @@
-"""cifar_resnet: design, train and submit a CIFAR-10 ResNet under 5 million parameters."""
+"""cifar_resnet: design, train and submit a CIFAR-10 ResNet of at most 5 million parameters."""
 from .augment import augment, cutout, rand_augment, random_crop, random_erasing, random_flip
 from .budget import ParameterReport, count_flops, count_parameters
 from .checkpoint import Checkpoint, load_checkpoint, load_model, save_checkpoint

@@ -19,6 +19,7 @@ from torch.utils.flop_counter import FlopCounterMode, conv_flop_count
 
 from .config import PARAMETER_BUDGET, ModelConfig
 from .model import build_model
+from .network import Builder, Network
 
 IMAGE_SHAPE = (3, 32, 32)
 NORM_LAYERS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.GroupNorm, nn.LayerNorm)
@@ -46,7 +47,7 @@ class StageSummary:
 class ParameterReport:
     """The parameter count of a network, by layer, group and kind, with the budget verdict."""
 
-    config: ModelConfig | None  # None for a network given as an nn.Module
+    config: Network | None  # the configuration or builder counted; None for a network given as an nn.Module
     layers: list[Layer]
     stages: list[StageSummary]  # each group with its output shape and parameters
     budget: int = PARAMETER_BUDGET
@@ -71,15 +72,16 @@ class ParameterReport:
 
     @property
     def fits_budget(self) -> bool:
-        return self.total < self.budget
+        """The course's rule: no more than ``budget`` parameters (exactly 5,000,000 fits)."""
+        return self.total <= self.budget
 
     @property
     def verdict(self) -> str:
         if self.fits_budget:
-            return (f"fits the budget: {self.total:,} < {self.budget:,} parameters "
+            return (f"fits the budget: {self.total:,} <= {self.budget:,} parameters "
                     f"({self.budget - self.total:,} to spare)")
-        return (f"OVER the budget: {self.total:,} >= {self.budget:,} parameters "
-                f"({self.total - self.budget + 1:,} too many)")
+        return (f"OVER the budget: {self.total:,} > {self.budget:,} parameters "
+                f"({self.total - self.budget:,} too many)")
 
     def table(self) -> str:
         """A plain-text table of the stages, the totals by kind and the verdict."""
@@ -91,6 +93,15 @@ class ParameterReport:
         lines.append("by kind: " + ", ".join(f"{k} {v:,}" for k, v in self.by_kind.items()))
         lines.append(f"forward FLOPs per image: {self.flops:,} ({self.flops / 1e6:.1f} MFLOPs)")
         lines.append(self.verdict)
+        return "\n".join(lines)
+
+    def layer_table(self) -> str:
+        """Every layer that holds parameters, once each even when it is used twice, with the total."""
+        width = max([len(layer.name) for layer in self.layers] + [5])
+        lines = [f"{'layer':<{width}} {'kind':<14} {'parameters':>12} {'share':>7} {'MFLOPs':>9}"]
+        lines += [f"{layer.name:<{width}} {layer.kind:<14} {layer.parameters:>12,} "
+                  f"{layer.parameters / self.total:>7.1%} {layer.flops / 1e6:>9.1f}" for layer in self.layers]
+        lines.append(f"{'total':<{width}} {'':<14} {self.total:>12,} {'':>7} {self.flops / 1e6:>9.1f}")
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
@@ -195,13 +206,14 @@ def _config_parts(config: ModelConfig) -> tuple[list[Layer], list[StageSummary]]
     return _report_parts(build_model(config, device="meta"))
 
 
-def count_parameters(network: ModelConfig | nn.Module, budget: int = PARAMETER_BUDGET) -> ParameterReport:
-    """The parameter and FLOP report of a configuration (built on 'meta', cached) or of any network."""
+def count_parameters(network: Network | nn.Module, budget: int = PARAMETER_BUDGET) -> ParameterReport:
+    """The parameter and FLOP report of a configuration (built on 'meta', cached), of a student's
+    builder (built on the CPU) or of any network."""
     if isinstance(network, ModelConfig):
         layers, stages = _config_parts(network)
         return ParameterReport(network, list(layers), list(stages), budget)
-    layers, stages = _report_parts(network)
-    return ParameterReport(None, layers, stages, budget)
+    layers, stages = _report_parts(network.build() if isinstance(network, Builder) else network)
+    return ParameterReport(network if isinstance(network, Builder) else None, layers, stages, budget)
 
 
 def count_flops(config: ModelConfig) -> int:

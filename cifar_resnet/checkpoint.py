@@ -15,12 +15,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .config import ModelConfig, TrainConfig
+from .config import TrainConfig
 from .data import Normalization
 from .device import select_device
 from .errors import CifarResnetError
 from .files import atomic_write
-from .model import ResNet, build_model
+from .network import Network, build_network, network_from_dict
 
 FORMAT = "cifar_resnet.checkpoint/2"  # /2 adds the checksum
 UNCHECKED_FORMAT = "cifar_resnet.checkpoint/1"  # written before checksums: still read, without a check
@@ -33,9 +33,10 @@ class ArchitectureMismatchError(CifarResnetError):
 
 @dataclass
 class Checkpoint:
-    """The contents of a checkpoint file."""
+    """The contents of a checkpoint file. ``model_config`` is the network: the course's ResNet as a
+    ModelConfig, or a student's own as a ``network.Builder``."""
 
-    model_config: ModelConfig
+    model_config: Network
     normalization: Normalization
     state_dict: dict
     train_config: TrainConfig | None = None
@@ -47,6 +48,7 @@ class Checkpoint:
     scaler_state: dict | None = None
     finished: bool = False
     within_epoch: dict | None = None  # where an unfinished epoch stands (see train.TrainingState)
+    class_shares: list[float] | None = None  # the trained model's predicted class shares on training images
 
     def to_dict(self) -> dict:
         return {"format": FORMAT, "model_config": self.model_config.to_dict(),
@@ -55,11 +57,12 @@ class Checkpoint:
                 "epoch": self.epoch, "step": self.step, "elapsed": self.elapsed,
                 "history": self.history, "optimizer_state": self.optimizer_state,
                 "scaler_state": self.scaler_state, "finished": self.finished,
-                "within_epoch": self.within_epoch}
+                "within_epoch": self.within_epoch, "class_shares": self.class_shares}
 
-    def build_model(self, device: torch.device | str | None = None) -> ResNet:
-        """The model of this checkpoint with its weights, in eval mode."""
-        model = build_model(self.model_config, device)
+    def build_model(self, device: torch.device | str | None = None, network: nn.Module | None = None) -> nn.Module:
+        """The network of this checkpoint with its weights, in eval mode: built afresh, or ``network``
+        (an instance of the same architecture) filled with them."""
+        model = build_network(self.model_config, device) if network is None else network.to(device or "cpu")
         model.load_state_dict(self.state_dict)
         return model.eval()
 
@@ -126,24 +129,25 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     raw = _read_verified(path)
     try:
         return Checkpoint(
-            model_config=ModelConfig.from_dict(raw["model_config"]),
+            model_config=network_from_dict(raw["model_config"]),
             normalization=Normalization.from_dict(raw["normalization"]),
             state_dict=raw["state_dict"],
             train_config=TrainConfig.from_dict(raw["train_config"]) if raw.get("train_config") else None,
             epoch=raw["epoch"], step=raw["step"], elapsed=raw["elapsed"], history=raw["history"],
             optimizer_state=raw.get("optimizer_state"), scaler_state=raw.get("scaler_state"),
-            finished=raw.get("finished", False), within_epoch=raw.get("within_epoch"))
+            finished=raw.get("finished", False), within_epoch=raw.get("within_epoch"),
+            class_shares=raw.get("class_shares"))
     except (KeyError, TypeError) as e:
         raise CifarResnetError(f"checkpoint {path} is incomplete (missing or bad entry {e})") from None
 
 
-def config_differences(expected: ModelConfig, found: ModelConfig) -> list[str]:
+def config_differences(expected: Network, found: Network) -> list[str]:
     """'field: expected vs found' for each field that differs."""
     a, b = expected.to_dict(), found.to_dict()
-    return [f"{k}: {a[k]} vs {b[k]}" for k in a if a[k] != b[k]]
+    return [f"{k}: {a.get(k)} vs {b.get(k)}" for k in [*a, *(k for k in b if k not in a)] if a.get(k) != b.get(k)]
 
 
-def check_architecture(checkpoint: Checkpoint, expected: ModelConfig, path: str | os.PathLike = "checkpoint") -> None:
+def check_architecture(checkpoint: Checkpoint, expected: Network, path: str | os.PathLike = "checkpoint") -> None:
     """Raise ArchitectureMismatchError listing the fields where the checkpoint's model differs."""
     differences = config_differences(expected, checkpoint.model_config)
     if differences:
@@ -153,17 +157,18 @@ def check_architecture(checkpoint: Checkpoint, expected: ModelConfig, path: str 
 
 
 def load_model(path: str | os.PathLike, device: torch.device | str | None = None,
-               expected: ModelConfig | None = None) -> tuple[nn.Module, Checkpoint]:
+               expected: Network | None = None, network: nn.Module | None = None) -> tuple[nn.Module, Checkpoint]:
     """The trained model of a checkpoint (eval mode, on ``device``: by default the GPU when there
     is one, as for training) and the checkpoint itself.
 
     With ``expected``, a checkpoint of another architecture is refused with the differences.
+    A student's own network is rebuilt by importing its builder, or filled into ``network`` if given.
     """
     checkpoint = load_checkpoint(path)
     if expected is not None:
         check_architecture(checkpoint, expected, path)
     try:
-        model = checkpoint.build_model(select_device(device))
+        model = checkpoint.build_model(select_device(device), network)
     except RuntimeError as e:
         raise CifarResnetError(f"checkpoint {path}: its weights do not fit its own configuration "
                                f"({str(e).splitlines()[0]}); the file was altered") from None

@@ -1,4 +1,4 @@
-"""``python -m cifar_resnet {params,train,evaluate,predict}``: the package for long runs outside Jupyter.
+"""``python -m cifar_resnet {params,train,evaluate,predict,handin}``: the package for long runs outside Jupyter.
 
 User errors print one line on stderr and exit with status 2, without a traceback.
 """
@@ -28,6 +28,10 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--style", choices=STYLES,
                    help="layer style: torchvision's ResNet, or airbench's residual network (2x2 patch stem, "
                         "each stage a max-pooled conv then BasicBlocks, GELU)")
+    g.add_argument("--model", metavar="MODULE:BUILDER",
+                   help="your own network instead: a function in MODULE (e.g. mynet.py in this folder) that "
+                        "returns an nn.Module mapping (N, 3, 32, 32) images to (N, 10) logits")
+    g.add_argument("--model-kwargs", metavar="JSON", help="keyword arguments for --model's builder, e.g. '{\"width\": 32}'")
 
 
 def _add_tta_arg(p: argparse.ArgumentParser) -> None:
@@ -37,8 +41,17 @@ def _add_tta_arg(p: argparse.ArgumentParser) -> None:
 
 
 def model_config_from_args(args):
-    """The ModelConfig named by --preset (default: reference) with any explicit flags applied."""
-    from .config import ModelConfig, get_preset
+    """The network: --model's builder, or the ModelConfig named by --preset (default: reference)
+    with any explicit flags applied."""
+    from .config import ConfigurationError, ModelConfig, get_preset
+    from .network import Builder
+
+    shape_flags = [name for name in ("preset", "blocks", "channels", "kernel", "skip_kernel", "pool", "downsample",
+                                     "style") if getattr(args, name) is not None]
+    if args.model:
+        if shape_flags:
+            raise ConfigurationError(f"--model names your own network: leave out --{shape_flags[0].replace('_', '-')}")
+        return Builder.parse(args.model, args.model_kwargs)
 
     base = get_preset(args.preset or DEFAULT_PRESET).model.to_dict()
     for name in ("kernel", "skip_kernel"):  # a uniform per-stage value survives a change of N
@@ -99,19 +112,24 @@ def cmd_params(args) -> None:
         return
     report = count_parameters(model_config_from_args(args))
     if args.json:
-        print(json.dumps(report.to_dict()))
+        print(json.dumps({**report.to_dict(), "layers": [vars(layer) for layer in report.layers]}))
     else:
         print(report.config.code())
         print(report.table())
+        print()
+        print(report.layer_table())
 
 
 def cmd_train(args) -> None:
     from .data import load_cifar10
     from .device import select_device
+    from .network import Builder
     from .train import fit
 
     device = select_device(args.device)
     model_config = model_config_from_args(args)
+    if isinstance(model_config, Builder):
+        model_config.build()  # a broken builder fails here, before the data is read
     config = train_config_from_args(args)
     data = load_cifar10(args.data, smoke=args.smoke or None, download=args.download)
     print(data, file=sys.stderr)
@@ -140,12 +158,30 @@ def cmd_evaluate(args) -> None:
 
 
 def cmd_predict(args) -> None:
-    from .device import select_device
-    from .kaggle import predict_submission
+    import warnings
 
-    path = predict_submission(args.checkpoint, args.pkl, args.out, tta=args.tta,
-                              columns=tuple(args.columns), device=select_device(args.device))
+    from .device import select_device
+    from .kaggle import DistributionShiftWarning, predict_submission
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DistributionShiftWarning)
+        path = predict_submission(args.checkpoint, args.pkl, args.out, tta=args.tta,
+                                  columns=tuple(args.columns), device=select_device(args.device))
+    for warning in caught:  # the shift as one plain line; any other warning as it came
+        if issubclass(warning.category, DistributionShiftWarning):
+            print(f"warning: {warning.message}", file=sys.stderr)
+        else:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
     print(f"wrote and validated {path}")
+
+
+def cmd_handin(args) -> None:
+    from .data import load_cifar10
+    from .handin import make_handin
+
+    data = load_cifar10(args.data, smoke=args.smoke or None) if args.data or args.smoke else None
+    manifest = make_handin(args.run_dir, args.submission, args.plots, args.out, data=data, labels_csv=args.labels)
+    print(manifest.read_text())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -196,7 +232,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--columns", nargs=2, default=list(SUBMISSION_COLUMNS), metavar=("ID", "LABEL"))
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     p.set_defaults(run=cmd_predict)
+    _add_handin_parser(sub)
     return parser
+
+
+def _add_handin_parser(sub) -> None:
+    p = sub.add_parser("handin", help="the course hand-in: weights, parameter proof, figures, results, report draft")
+    p.add_argument("--run", dest="run_dir", metavar="RUN", required=True, help="the run folder (checkpoint.pt, history.csv, run.json)")
+    p.add_argument("--submission", required=True, help="the validated submission.csv")
+    p.add_argument("--out", required=True, help="the hand-in folder (one your git repository tracks)")
+    p.add_argument("--plots", default="plots", help="where notebook 04 saved the run's figures (default: plots)")
+    p.add_argument("--data", help="CIFAR-10 with labelled test images: their accuracy goes into the results")
+    p.add_argument("--smoke", action="store_true", help="the smoke subset as --data")
+    p.add_argument("--labels", help="true labels of the submission's ids (ID,Labels), where a local copy has them")
+    p.set_defaults(run=cmd_handin)
 
 
 def main(argv: list[str] | None = None) -> int:

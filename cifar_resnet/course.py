@@ -66,7 +66,9 @@ class CourseSettings:
 
     @property
     def handin_dir(self) -> Path:
-        return self.run_dir / "handin"
+        """handin/ beside the notebooks' folder, which git tracks so a student's repository carries it
+        (under the smoke run's folder in smoke mode)."""
+        return self.run_dir / "handin" if self.smoke else self.home / "handin"
 
     @property
     def model_config(self) -> ModelConfig:

@@ -1,27 +1,34 @@
-"""Kaggle submission: predict the unlabeled test pickle, write submission.csv, validate it, and
-assemble the course hand-in folder."""
+"""Kaggle submission: predict the unlabeled test pickle, write submission.csv and validate it, and
+warn when the pickle's images look shifted from the training images."""
 from __future__ import annotations
 
 import csv
-import json
 import os
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
+from torch import Tensor
 
-from .budget import count_parameters
-from .checkpoint import load_checkpoint, load_model
-from .config import SUBMISSION_COLUMNS as COLUMNS, ModelConfig
-from .data import CLASSES, load_kaggle_pickle
+from .checkpoint import load_model
+from .config import SUBMISSION_COLUMNS as COLUMNS
+from .data import CLASSES, Normalization, load_kaggle_pickle
 from .errors import CifarResnetError
 from .evaluate import predict_logits
-from .model import build_model
-from .files import atomic_write, copy_atomic, sha256_file
-from .train import CHECKPOINT_FILE, has_validation
+from .files import atomic_write
 
-WEIGHTS_FILE, CONFIG_FILE = "model_weights.pt", "model_config.json"  # the hand-in's network
+# Limits past which the test images count as shifted. On the JPEG copy of CIFAR-10 here, 50 random sets
+# of 1,000 training images differed from all 50,000 by at most 0.05 training standard deviations in a
+# channel's mean and 2.6% in its standard deviation, and the 1,000 public test images by 0.022 and 0.2%;
+# each limit is about three times the largest of those. The classes predicted for test images like the
+# training images stray from their shares on training images by sampling noise alone (0.02 in total
+# for the public test images and a cpu-fast run).
+MEAN_SHIFT_LIMIT = 0.15  # a channel's mean, in training standard deviations
+STD_RATIO_LIMITS = (0.9, 1.1)  # a channel's standard deviation, as a ratio to the training one
+BALANCE_LIMIT = 0.10  # total variation distance of the predicted class shares from those on training images
+LEADERBOARD_GAP = "about 10 points"  # course teams' Kaggle scores against their CIFAR-10 test accuracy
 
 
 def write_submission(ids, labels, path: str | os.PathLike, columns: tuple[str, str] = COLUMNS) -> Path:
@@ -80,12 +87,17 @@ def predict_submission(checkpoint: str | os.PathLike, pickle_path: str | os.Path
                        device: torch.device | str | None = None) -> Path:
     """Predict every image of the Kaggle pickle with a checkpoint; write and validate the CSV.
 
-    The images are normalized with the statistics stored in the checkpoint, exactly as in training;
+    Warns (DistributionShiftWarning) when the pickle's pixel statistics or the predicted class balance
+    are far from the training set's (``check_shift``). The images are normalized with the statistics
+    stored in the checkpoint, exactly as in training;
     ``tta`` is as for ``predict_logits`` (True or 'flip', or 'flip-shift').
     """
     model, ckpt = load_model(checkpoint, device)
     images, ids = load_kaggle_pickle(pickle_path)
     logits = predict_logits(model, images, ckpt.normalization, batch_size=batch_size, tta=tta)
+    shift = check_shift(images, logits.argmax(1), ckpt.normalization, ckpt.class_shares)
+    if shift.shifted:
+        warnings.warn(shift.message(), DistributionShiftWarning, stacklevel=2)
     path = write_submission(ids, logits.argmax(1).numpy(), out, columns)
     validate_submission(path, ids, columns)
     return path
@@ -102,69 +114,48 @@ def submission_accuracy(submission: str | os.PathLike, labels_csv: str | os.Path
     return sum(predicted[i] == truth[i] for i in truth) / len(truth)
 
 
-def make_handin(run_dir: str | os.PathLike, submission: str | os.PathLike, plots_dir: str | os.PathLike,
-                out_dir: str | os.PathLike) -> Path:
-    """Assemble the course hand-in in ``out_dir`` and return the path of its MANIFEST.md.
-
-    It holds the weights (a plain state_dict), the model configuration with its normalization and
-    the weights' SHA-256 (``load_handin_model`` checks it),
-    the parameter-count proof (counted from the configuration and from the built model), the
-    training history, every PNG of ``plots_dir`` and the validated submission.
-    """
-    run_dir, out_dir = Path(run_dir), Path(out_dir)
-    checkpoint = load_checkpoint(run_dir / CHECKPOINT_FILE)
-    model = checkpoint.build_model("cpu")
-    report = count_parameters(checkpoint.model_config)
-    built = sum(p.numel() for p in model.parameters())
-    if built != report.total:
-        raise CifarResnetError(f"{run_dir}: the built model has {built:,} parameters, the count says {report.total:,}")
-    with atomic_write(out_dir / WEIGHTS_FILE, "wb") as f:
-        torch.save(model.state_dict(), f)
-    with atomic_write(out_dir / CONFIG_FILE) as f:
-        json.dump({"model_config": checkpoint.model_config.to_dict(),
-                   "normalization": checkpoint.normalization.to_dict(),
-                   "build": f"cifar_resnet.build_model(cifar_resnet.{checkpoint.model_config.code()})",
-                   "weights_sha256": sha256_file(out_dir / WEIGHTS_FILE)}, f, indent=1)
-    with atomic_write(out_dir / "parameter_count.txt") as f:
-        f.write(f"{checkpoint.model_config.code()}\n\n{report.table()}\n\n"
-                f"sum(p.numel() for p in model.parameters()) = {built:,}\n")
-    copy_atomic(submission, out_dir / "submission.csv")
-    copy_atomic(run_dir / "history.csv", out_dir / "history.csv")
-    for png in sorted(Path(plots_dir).glob("*.png")):
-        copy_atomic(png, out_dir / "plots" / png.name)
-    files = sorted(p for p in out_dir.rglob("*") if p.is_file() and p.name != "MANIFEST.md")
-    last = checkpoint.history[-1] if checkpoint.history else {}
-    validation = (f"validation accuracy {100 * last['val_acc']:.2f}%" if last and has_validation(last)
-                  else "no validation split")
-    lines = ["# Hand-in", "",
-             f"- model: `{checkpoint.model_config.code()}`",
-             f"- parameters: {report.total:,} ({report.verdict})",
-             f"- trained: {checkpoint.epoch} epochs, {checkpoint.elapsed / 60:.1f} minutes; {validation}",
-             f"- normalization (mean, std): {checkpoint.normalization.mean}, {checkpoint.normalization.std}",
-             "", "| file | bytes | sha256 |", "| --- | ---: | --- |"]
-    lines += [f"| {p.relative_to(out_dir)} | {p.stat().st_size:,} | {sha256_file(p)[:16]} |" for p in files]
-    with atomic_write(out_dir / "MANIFEST.md") as f:
-        f.write("\n".join(lines) + "\n")
-    return out_dir / "MANIFEST.md"
+class DistributionShiftWarning(UserWarning):
+    """The test pickle's images look shifted from the training images."""
 
 
+@dataclass(frozen=True)
+class ShiftCheck:
+    """How far a test set's pixel statistics and predicted classes are from the training set's."""
 
-def load_handin_model(handin_dir: str | os.PathLike, device: torch.device | str | None = None) -> nn.Module:
-    """The hand-in's network with its weights (eval mode), after checking that model_weights.pt is
-    byte for byte the file ``make_handin`` wrote (its SHA-256 is in model_config.json)."""
-    handin_dir = Path(handin_dir)
-    config_path, weights_path = handin_dir / CONFIG_FILE, handin_dir / WEIGHTS_FILE
-    try:
-        meta = json.loads(config_path.read_text())
-        model_config, expected = ModelConfig.from_dict(meta["model_config"]), meta["weights_sha256"]
-    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as e:
-        raise CifarResnetError(f"{config_path} cannot be read ({type(e).__name__}: {e}): write the hand-in "
-                               f"again with make_handin") from None
-    if not weights_path.is_file():
-        raise CifarResnetError(f"{weights_path} does not exist: write the hand-in again with make_handin")
-    if sha256_file(weights_path) != expected:
-        raise CifarResnetError(f"{weights_path} is damaged: its SHA-256 differs from the one recorded in "
-                               f"{CONFIG_FILE} when it was written; write the hand-in again from the run's checkpoint")
-    model = build_model(model_config, device)
-    model.load_state_dict(torch.load(weights_path, map_location="cpu", weights_only=True))
-    return model.eval()
+    mean_shift: tuple[float, ...]  # per channel: (test mean - training mean) / training std
+    std_ratio: tuple[float, ...]  # per channel: test std / training std
+    class_shares: tuple[float, ...]  # predicted share of each class
+    balance_distance: float  # total variation distance of class_shares from those on training images
+
+    @property
+    def shifted(self) -> bool:
+        low, high = STD_RATIO_LIMITS
+        return (max(abs(m) for m in self.mean_shift) > MEAN_SHIFT_LIMIT
+                or not all(low <= r <= high for r in self.std_ratio) or self.balance_distance > BALANCE_LIMIT)
+
+    def message(self) -> str:
+        """One paragraph: by how much the test set differs, and what that usually costs."""
+        means = ", ".join(f"{m:+.2f}" for m in self.mean_shift)
+        ratios = ", ".join(f"{r:.2f}" for r in self.std_ratio)
+        verdict = "a distribution shift" if self.shifted else "no shift beyond the limits"
+        return (f"test images vs training images: {verdict}. Channel means moved by {means} training standard "
+                f"deviations (limit {MEAN_SHIFT_LIMIT}), standard deviations are {ratios} times the training ones "
+                f"(limits {STD_RATIO_LIMITS[0]}-{STD_RATIO_LIMITS[1]}), predicted classes are {self.balance_distance:.2f} "
+                f"from their shares on training images (limit {BALANCE_LIMIT})."
+                + (f" Course teams whose leaderboard images were shifted scored {LEADERBOARD_GAP} below their CIFAR-10 "
+                   f"test accuracy; notebook 04 measures what a BatchNorm re-estimation on unlabeled images does "
+                   f"against corrupted test images." if self.shifted else ""))
+
+
+def check_shift(images: Tensor, predictions: Tensor, normalization: Normalization,
+                expected_shares: list[float] | None = None) -> ShiftCheck:
+    """Compare uint8 test images and their predicted labels with the training set: its pixel statistics
+    (``normalization``) and the class shares the model predicts for training images (a checkpoint's
+    ``class_shares``; balanced classes when not known)."""
+    classes = len(expected_shares) if expected_shares else len(CLASSES)
+    expected = torch.tensor(expected_shares, dtype=torch.double) if expected_shares else torch.full((classes,), 1 / classes)
+    test = Normalization.from_images(images)
+    shares = torch.bincount(predictions.cpu(), minlength=classes).double() / max(len(predictions), 1)
+    return ShiftCheck(tuple((t - m) / s for t, m, s in zip(test.mean, normalization.mean, normalization.std)),
+                      tuple(t / s for t, s in zip(test.std, normalization.std)), tuple(shares.tolist()),
+                      float((shares - expected.double()).abs().sum() / 2))

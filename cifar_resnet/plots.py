@@ -169,6 +169,21 @@ def confident_mistakes(images: torch.Tensor, evaluation: Evaluation, k: int = 16
     return fig
 
 
+def robustness(rows: list[dict]) -> Figure:
+    """Accuracy on the clean and each corrupted copy of the test images, as trained and with
+    BatchNorm re-estimated on them (``robustness.robustness_table``'s rows)."""
+    fig, ax = plt.subplots(figsize=(9, 3.2))
+    x = np.arange(len(rows))
+    for offset, key, label in ((-0.2, "accuracy", "as trained"), (0.2, "recalibrated", "BatchNorm re-estimated")):
+        ax.bar(x + offset, [100 * r[key] for r in rows], 0.4, label=label)
+    ax.set_xticks(x, [r["corruption"] for r in rows], rotation=20)
+    ax.set(ylabel="accuracy (%)", ylim=(0, 100), title="accuracy on corrupted test images")
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8)  # beside the bars, never over them
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
 def budget_scaling(sweeps: dict[str, list[tuple[float, ParameterReport]]], budget: int) -> Figure:
     """Parameters (bars, left axis) and forward FLOPs (line, right axis) along each sweep.
 

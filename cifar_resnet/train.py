@@ -30,16 +30,18 @@ from tqdm.auto import tqdm
 
 from .augment import Augmentation, TrainingBatches
 from .checkpoint import Checkpoint, check_architecture, load_checkpoint, save_checkpoint
-from .config import ModelConfig, TrainConfig
+from .config import ConfigurationError, ModelConfig, TrainConfig
 from .data import CifarData, Normalization, train_val_split
 from .device import Compute, device_description, precision_name, select_device
 from .errors import CifarResnetError
 from .evaluate import predict_logits
 from .files import atomic_write
-from .model import ResNet, build_model, whiten_stem
+from .model import build_model, whiten_stem
+from .network import Builder, Network
 
 CHECKPOINT_FILE = "checkpoint.pt"
 CHECKPOINT_SECONDS = 120.0  # a checkpoint at least this often within an epoch
+SHARES_IMAGES = 2000  # training images whose predicted classes show what a test set like them gets
 LOOKAHEAD_EVERY, LOOKAHEAD_PEAK = 5, 0.95 ** 5  # steps between lookahead updates, their final decay
 LINEAR_START, LINEAR_END = 0.2, 0.07  # the 'linear' schedule's first and last rate, as fractions of the peak
 FINITE_CHECK_EVERY = 25  # steps between checks that the loss is still finite (each check waits for the device)
@@ -57,7 +59,7 @@ class TrainingInterrupted(CifarResnetError, KeyboardInterrupt):
 
 @dataclass
 class TrainResult:
-    model: ResNet  # the trained model, in eval mode
+    model: nn.Module  # the trained model, in eval mode
     history: list[dict]
     normalization: Normalization
     run_dir: Path | None
@@ -238,15 +240,16 @@ class StopRequest:
 class Trainer:
     """One training run: the model, optimizer and data set up for ``config``, and the loop over them."""
 
-    def __init__(self, model_config: ModelConfig, config: TrainConfig, data: CifarData,
+    def __init__(self, network: Network | nn.Module, config: TrainConfig, data: CifarData,
                  run_dir: str | Path | None, device: torch.device):
-        self.model_config, self.config, self.data = model_config, config, data
+        self.config, self.data = config, data
+        self.model_config = Builder.of_module(network) if isinstance(network, nn.Module) else network  # as recorded
         self.compute = Compute.choose(device, config.amp)
         self.device = self.compute.device
         self.run_dir = Path(run_dir) if run_dir is not None else None
         train_idx, val_idx = train_val_split(data.train_labels, config.val_size, config.seed)
         self.normalization = Normalization.from_images(data.train_images[train_idx])
-        self.model = self._build_model(data.train_images[train_idx[:5000]])
+        self.model = self._build_model(network, data.train_images[train_idx[:5000]])
         self.optimizer = torch.optim.SGD(parameter_groups(self.model, config.weight_decay, config.bias_lr_scale),
                                          lr=config.lr, momentum=config.momentum, nesterov=config.nesterov)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.compute.dtype == torch.float16)
@@ -258,14 +261,24 @@ class Trainer:
         self.criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
         self.net = torch.compile(self.model) if config.compile else self.model
         self.state = TrainingState()
+        self.class_shares = None
         self.saved_at = time.perf_counter()
 
-    def _build_model(self, whitening_images: Tensor) -> ResNet:
+    def _build_model(self, network: Network | nn.Module, whitening_images: Tensor) -> nn.Module:
+        """The course's ResNet of a ModelConfig (seeded), a Builder's network, or the module given, on the device."""
         torch.manual_seed(self.config.seed)
-        model = build_model(self.model_config).to(self.device)
+        if isinstance(network, nn.Module):
+            model = network
+        else:
+            model = build_model(network) if isinstance(network, ModelConfig) else network.build()
+        model = model.to(self.device)
         if self.config.channels_last:
             model = model.to(memory_format=torch.channels_last)
         if self.config.whiten_stem:
+            stem = getattr(model, "stem", None)
+            if not (isinstance(stem, nn.Sequential) and isinstance(stem[0], nn.Conv2d)):
+                raise ConfigurationError("whiten_stem = True needs a network whose first conv is stem[0], as in the "
+                                         "course's ResNet: set whiten_stem=False for this network")
             whiten_stem(model, self.normalization(whitening_images))
         return model
 
@@ -282,7 +295,7 @@ class Trainer:
         self.optimizer.load_state_dict(previous.optimizer_state)
         if previous.scaler_state:
             self.scaler.load_state_dict(previous.scaler_state)
-        self.normalization = previous.normalization
+        self.normalization, self.class_shares = previous.normalization, previous.class_shares
         if self.lookahead:  # restart from the averaged weights, or an unfinished epoch's own slow weights
             slow = (previous.within_epoch or {}).get("lookahead")
             self.lookahead = Lookahead(self.model)
@@ -306,9 +319,20 @@ class Trainer:
                     self.end_epoch(bar, on_epoch)
                     if stop.requested:
                         raise TrainingInterrupted(self._stopped_message(saved_now=True))
+                if self.class_shares is None and self.state.history:  # the time ran out as an epoch began
+                    self._note_class_shares()
+                    if self.run_dir:
+                        self.save()
         finally:
             bar.close()
         return TrainResult(self.model.eval(), self.state.history, self.normalization, self.run_dir, self.device)
+
+    def _note_class_shares(self) -> None:
+        """Once trained: the share of each class the model predicts for training images, which a Kaggle
+        test set from the same distribution should get too (``kaggle.check_shift``); kept in the checkpoint."""
+        predicted = predict_logits(self.net, self.batches.images[:SHARES_IMAGES], self.normalization,
+                                   compute=self.compute).argmax(1)
+        self.class_shares = (torch.bincount(predicted, minlength=len(self.data.classes)) / len(predicted)).tolist()
 
     def first_line(self) -> str:
         """What the run is about to do, where, and in which precision."""
@@ -389,6 +413,8 @@ class Trainer:
         row = state.history[-1]
         bar.show(epoch=state.epoch, loss=f"{row['train_loss']:.3f}",
                  val_acc=f"{row['val_acc']:.3f}" if has_validation(row) else "no split")
+        if self.clock.finished(state):
+            self._note_class_shares()
         if self.run_dir:
             self.save()
             write_history(state.history, self.run_dir)
@@ -411,7 +437,8 @@ class Trainer:
         save_checkpoint(Checkpoint(
             self.model_config, self.normalization, self.model.state_dict(), self.config, self.state.epoch,
             self.state.step, self.state.elapsed, self.state.history, self.optimizer.state_dict(),
-            self.scaler.state_dict(), self.clock.finished(self.state) and within is None, within), self.checkpoint_path)
+            self.scaler.state_dict(), self.clock.finished(self.state) and within is None, within, self.class_shares),
+            self.checkpoint_path)
         self.saved_at = time.perf_counter()
 
     def _checkpoint_due(self) -> bool:
@@ -474,11 +501,15 @@ class Trainer:
                                         f"turn off mixed precision (amp='off')")
 
 
-def fit(model_config: ModelConfig, train_config: TrainConfig | None, data: CifarData,
+def fit(model_config: Network | nn.Module, train_config: TrainConfig | None, data: CifarData,
         run_dir: str | Path | None = None, *, device: torch.device | str | None = None,
         resume: bool = False, progress: bool = True,
         on_epoch: Callable[[list[dict]], None] | None = None) -> TrainResult:
-    """Train a ResNet for ``model_config`` on ``data`` and return it with its history.
+    """Train a network on ``data`` and return it with its history.
+
+    model_config: the course's ResNet as a ModelConfig, a student's own network as a
+              ``network.Builder``, or any nn.Module (trained in place; its checkpoint records its
+              class as the builder, so a class defined in a notebook reloads in that notebook).
 
     run_dir:  where checkpoint.pt, history.json, history.csv and run.json are written (None keeps
               everything in memory).
@@ -559,7 +590,7 @@ def read_history(run_dir: str | Path) -> list[dict]:
     return json.loads(path.read_text())
 
 
-def _resumable_checkpoint(path: Path, model_config: ModelConfig, train_config: TrainConfig) -> Checkpoint:
+def _resumable_checkpoint(path: Path, model_config: Network, train_config: TrainConfig) -> Checkpoint:
     previous = load_checkpoint(path)
     check_architecture(previous, model_config, path)
     if previous.train_config != train_config:

@@ -17,7 +17,7 @@ MAX_STAGES = 4
 def budget_bar_html(total: int, budget: int = PARAMETER_BUDGET) -> str:
     """A horizontal bar of ``total`` against ``budget``: green, orange above 90%, red when over."""
     share = total / budget
-    color = "#c62828" if total >= budget else "#ef8f00" if share > 0.9 else "#2e7d32"
+    color = "#c62828" if total > budget else "#ef8f00" if share > 0.9 else "#2e7d32"
     return (f'<div style="width:100%;max-width:560px;background:#e0e0e0;height:18px;border-radius:3px">'
             f'<div style="width:{min(share, 1) * 100:.1f}%;background:{color};height:100%;'
             f'border-radius:3px"></div></div>'

@@ -90,6 +90,21 @@ def test_every_preset_fits_the_budget_and_groups_add_up():
         assert sum(s.parameters for s in report.stages) == report.total
 
 
+class Weights(nn.Module):
+    def __init__(self, count: int):
+        super().__init__()
+        self.weights = nn.Parameter(torch.zeros(count))
+
+    def forward(self, x):
+        return x.flatten(1)[:, :10] * self.weights[:10]
+
+
+def test_the_course_rule_is_at_most_5_million():
+    assert count_parameters(Weights(5_000_000)).fits_budget
+    over = count_parameters(Weights(5_000_001))
+    assert not over.fits_budget and over.verdict == "OVER the budget: 5,000,001 > 5,000,000 parameters (1 too many)"
+
+
 def test_over_budget_verdict():
     report = count_parameters(ModelConfig(blocks=(2, 2, 2, 2), channels=(64, 128, 256, 512), pool=4))
     assert report.total == 11_173_962  # ResNet-18 for CIFAR-10

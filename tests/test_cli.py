@@ -144,7 +144,8 @@ def test_evaluate_and_predict_use_the_gpu_when_there_is_one(gpu, monkeypatch, tm
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a, **k: "NVIDIA A100-SXM4-40GB")
     placed, original = [], Checkpoint.build_model
     monkeypatch.setattr(Checkpoint, "build_model",  # where the model is put; built on the CPU, which is all there is
-                        lambda self, device=None: placed.append(torch.device(device).type) or original(self, "cpu"))
+                        lambda self, device=None, network=None: placed.append(torch.device(device).type)
+                        or original(self, "cpu"))
     assert main(["evaluate", "--checkpoint", str(path), "--smoke"]) == 0
     assert main(["predict", "--checkpoint", str(path), "--pkl", str(tmp_path / "test.pkl"),
                  "--out", str(tmp_path / "submission.csv")]) == 0

@@ -8,7 +8,8 @@ from cifar_resnet.config import PARAMETER_BUDGET, PRESETS
 from cifar_resnet.data import load_kaggle_pickle, write_kaggle_pickle
 from cifar_resnet.errors import CifarResnetError
 from cifar_resnet.evaluate import score
-from cifar_resnet.kaggle import make_handin, predict_submission
+from cifar_resnet.handin import make_handin
+from cifar_resnet.kaggle import predict_submission
 from cifar_resnet.train import read_history
 
 
@@ -67,12 +68,15 @@ def test_notebooks_04_and_05_work_alone_in_smoke_mode(course_settings, smoke_dat
     assert len(ids) == len(smoke_data.test_labels) and sorted(images.sum(dim=(1, 2, 3)).tolist()) == \
         sorted(smoke_data.test_images.sum(dim=(1, 2, 3)).tolist())
     submission = predict_submission(run_dir / "checkpoint.pt", pickle_path, run_dir / "submission.csv")
+    history = read_history(run_dir)
+    plots.save_figure(plots.training_curves(history), course_settings.plots_dir / "training_curves.png")
     plots.save_figure(plots.class_counts({"x": smoke_data.test_labels}), course_settings.plots_dir / "counts.png")
-    manifest = make_handin(run_dir, submission, course_settings.plots_dir, course_settings.handin_dir)
+    manifest = make_handin(run_dir, submission, course_settings.plots_dir, course_settings.handin_dir, data=smoke_data)
     handin = manifest.parent
     names = sorted(str(p.relative_to(handin)) for p in handin.rglob("*") if p.is_file())
     assert names == ["MANIFEST.md", "history.csv", "model_config.json", "model_weights.pt", "parameter_count.txt",
-                     "plots/counts.png", "submission.csv"]
+                     "plots/training_curves.png", "report.md", "report.tex", "results.json", "submission.csv"]
+    assert "counts.png" not in manifest.read_text(), "only figures of the student's run go into the hand-in"
     assert "78,042" in (handin / "parameter_count.txt").read_text()
     assert "| submission.csv |" in manifest.read_text()
     weights = torch.load(handin / "model_weights.pt", weights_only=True)

@@ -20,7 +20,8 @@ from cifar_resnet.config import PRESETS, TrainConfig
 from cifar_resnet.data import load_cifar10, write_kaggle_pickle, write_synthetic_cifar
 from cifar_resnet.device import autocast_dtype
 from cifar_resnet.errors import CifarResnetError
-from cifar_resnet.kaggle import load_handin_model, make_handin, predict_submission
+from cifar_resnet.handin import load_handin_model, make_handin
+from cifar_resnet.kaggle import predict_submission
 from cifar_resnet.train import (Clock, ProgressBar, TrainingInterrupted, TrainingState, estimate_training_time,
                                 fit)
 
