@@ -66,7 +66,7 @@ def class_counts(labels_by_split: dict[str, torch.Tensor], classes: Sequence[str
         ax.bar(x + i * width, counts, width, label=f"{split} ({counts.sum():,})")
     ax.set_xticks(x + width * (len(labels_by_split) - 1) / 2, classes, rotation=30)
     ax.set_ylabel("images")
-    ax.legend()
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5))  # beside the bars, never over them
     fig.tight_layout()
     return fig
 
@@ -83,12 +83,20 @@ def augmentation_gallery(images: torch.Tensor, augmentations: dict[str, Callable
     return fig
 
 
+def epochs_done(history: list[dict]) -> list[float]:
+    """Where each history row sits in epochs: a last epoch cut short by a time budget counts as the
+    fraction of its steps that ran, not as a whole epoch."""
+    steps = [h["step"] for h in history]
+    per_epoch = max((b - a for a, b in zip([0, *steps], steps)), default=1) or 1  # the longest epoch is a whole one
+    return [step / per_epoch for step in steps]
+
+
 def training_curves(history: list[dict], fig: Figure | None = None) -> Figure:
     """Loss and accuracy per epoch, training and validation (training only for a run without a split)."""
     fig = fig or plt.figure(figsize=(10, 3.5))
     fig.clear()
     loss_ax, acc_ax = fig.subplots(1, 2)
-    epochs = [h["epoch"] for h in history]
+    epochs = epochs_done(history)
     validated = [h for h in history if has_validation(h)]
     for split, style in (("train", "-o"), ("val", "-s")) if validated else (("train", "-o"),):
         loss_ax.plot(epochs, [h[f"{split}_loss"] for h in history], style, ms=3, label=split)
@@ -98,7 +106,7 @@ def training_curves(history: list[dict], fig: Figure | None = None) -> Figure:
                title="accuracy" if validated or not history else "accuracy (no validation split)")
     if validated:
         best = max(validated, key=lambda h: h["val_acc"])
-        acc_ax.annotate(f"{100 * best['val_acc']:.1f}%", (best["epoch"], 100 * best["val_acc"]),
+        acc_ax.annotate(f"{100 * best['val_acc']:.1f}%", (epochs[history.index(best)], 100 * best["val_acc"]),
                         textcoords="offset points", xytext=(-10, -14), fontsize=8)
     for ax in (loss_ax, acc_ax):
         ax.grid(alpha=0.3)
@@ -152,7 +160,7 @@ def per_class_accuracy(evaluations: dict[str, Evaluation]) -> Figure:
                label=f"{name} ({100 * ev.accuracy:.2f}%)")
     ax.set_xticks(x + width * (len(evaluations) - 1) / 2, list(first.per_class), rotation=30)
     ax.set(ylabel="accuracy (%)", ylim=(0, 100), title="accuracy per class")
-    ax.legend(loc="lower right")
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5))  # beside the bars, never over them
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     return fig

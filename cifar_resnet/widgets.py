@@ -12,6 +12,7 @@ from .config import DOWNSAMPLING, PARAMETER_BUDGET, PRESETS, STYLES, Configurati
 
 CUSTOM = "(custom)"
 MAX_STAGES = 4
+POOL_MAX = 32  # P's slider at most; it stops at the last feature map's side
 
 
 def budget_bar_html(total: int, budget: int = PARAMETER_BUDGET) -> str:
@@ -60,7 +61,7 @@ class BudgetExplorer:
                                    style=style, readout_format=".2f")
         self.kernel = w.Dropdown(options=[1, 3, 5, 7], value=3, description="F conv kernel", style=style)
         self.skip_kernel = w.Dropdown(options=[1, 3, 5], value=1, description="K skip kernel", style=style)
-        self.pool = w.IntSlider(8, min=1, max=32, description="P pool", style=style)
+        self.pool = w.IntSlider(8, min=1, max=POOL_MAX, description="P pool", style=style)
         self.downsample = w.Dropdown(options=DOWNSAMPLING, value="stride", description="downsample by", style=style)
         self.style = w.Dropdown(options=STYLES, value="torchvision", description="layer style", style=style)
         # CSS classes on the widgets themselves (the notebook's sanitizer strips them from HTML values)
@@ -80,13 +81,29 @@ class BudgetExplorer:
                    layout=w.Layout(margin="0 0 0 24px"))]).add_class("budget-explorer")
         self._preset_chosen({"new": preset})
 
-    def config(self) -> ModelConfig:
-        """The configuration the controls describe (raises ConfigurationError if impossible)."""
+    def config(self, pool: int | None = None) -> ModelConfig:
+        """The configuration the controls describe (with another ``pool`` if given; raises
+        ConfigurationError if impossible)."""
         n = self.stages.value
         return ModelConfig(blocks=[s.value for s in self.blocks[:n]],
                            channels=[max(1, round(s.value * self.scale.value)) for s in self.channels[:n]],
-                           kernel=self.kernel.value, skip_kernel=self.skip_kernel.value, pool=self.pool.value,
+                           kernel=self.kernel.value, skip_kernel=self.skip_kernel.value, pool=pool or self.pool.value,
                            downsample=self.downsample.value, style=self.style.value)
+
+    def _keep_choices_valid(self) -> None:
+        """No control the student touches can make the configuration impossible: P's slider reaches only
+        as far as the last feature map (switching stages moves it), and the airbench layout, which halves
+        every stage by a max pool, fixes the downsampling."""
+        self._quiet = True
+        try:
+            if self.style.value == "airbench":
+                self.downsample.value = "maxpool"
+            self.downsample.disabled = self.style.value == "airbench"
+            self.pool.max = self.config(pool=1).feature_sizes[-1]  # ipywidgets lowers the value with it
+        except ConfigurationError:
+            pass  # shown by refresh
+        finally:
+            self._quiet = False
 
     def _preset_chosen(self, change) -> None:
         if change["new"] == CUSTOM or self._quiet:
@@ -98,6 +115,7 @@ class BudgetExplorer:
             for i in range(c.stages):
                 self.blocks[i].value, self.channels[i].value = c.blocks[i], c.channels[i]
             self.scale.value, self.kernel.value = 1.0, c.kernel[0]
+            self.pool.max = POOL_MAX  # refresh narrows it to the preset's last map
             self.skip_kernel.value, self.pool.value = c.skip_kernel[0], c.pool
             self.downsample.value, self.style.value = c.downsample, c.style
         finally:
@@ -110,6 +128,7 @@ class BudgetExplorer:
 
     def refresh(self) -> None:
         """Recount and redraw every output from the current control values."""
+        self._keep_choices_valid()
         n = self.stages.value
         for i in range(MAX_STAGES):
             shown = "flex" if i < n else "none"

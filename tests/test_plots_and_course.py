@@ -103,3 +103,19 @@ def test_training_curves_of_a_run_without_a_validation_split():
     loss_ax, acc_ax = plots.training_curves(history).axes
     assert [line.get_label() for line in acc_ax.get_lines()] == ["train"]
     assert acc_ax.get_title() == "accuracy (no validation split)" and not acc_ax.texts
+
+
+def test_a_last_epoch_cut_short_is_drawn_as_the_part_that_ran():
+    history = [{"epoch": e, "step": step, "lr": 0.1, "train_loss": 2 / e, "train_acc": 0.2 * e, "val_loss": 1.0,
+                "val_acc": 0.2 * e} for e, step in ((1, 40), (2, 80), (3, 90))]  # the third ran 10 of 40 steps
+    assert plots.epochs_done(history) == [1.0, 2.0, 2.25]
+    loss_ax, acc_ax = plots.training_curves(history).axes
+    assert list(acc_ax.get_lines()[0].get_xdata()) == [1.0, 2.0, 2.25]
+
+
+def test_legends_stand_beside_the_bars():
+    labels = torch.arange(100) % 10
+    for fig in (plots.class_counts({"a": labels}), plots.per_class_accuracy({"plain": score(torch.randn(100, 10), labels)})):
+        legend = fig.axes[0].get_legend()
+        fig.canvas.draw()
+        assert legend.get_window_extent().x0 >= fig.axes[0].get_window_extent().x1  # right of the plotting area

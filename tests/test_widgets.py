@@ -47,10 +47,9 @@ def test_scale_all_channels_and_four_stages():
     e = budget_explorer("small")
     e.scale.value = 0.5
     assert e.config().channels == (16, 32, 64) and shown_total(e) == count_parameters(e.config()).total
-    e.stages.value = 4
-    assert "pool = 8 is larger than the last feature map (4x4" in e.error.value
-    e.pool.value = 4
-    assert e.config().stages == 4 and e.blocks[3].layout.display == "flex" and e.error.value == ""
+    e.stages.value = 4  # the 4th stage's map is 4x4: P follows it instead of showing an error
+    assert e.pool.value == e.pool.max == 4 and e.error.value == "" and e.preset.value == CUSTOM
+    assert e.config().stages == 4 and e.blocks[3].layout.display == "flex"
     e.stages.value = 3
     assert e.blocks[3].layout.display == "none" and e.channels[3].layout.display == "none"
     assert all(s.layout.display == "flex" for s in e.blocks[:3] + e.channels[:3])
@@ -64,13 +63,17 @@ def test_the_preset_picker_fills_the_controls():
         assert e.preset.value == name
 
 
-def test_an_invalid_combination_shows_the_error_instead_of_crashing():
+def test_no_control_can_make_the_configuration_impossible():
     e = budget_explorer()
-    e.pool.value = 16
-    assert "Invalid configuration" in e.error.value and "pool = 16 is larger than the last feature map" in e.error.value
-    assert e.total.value == ""
-    e.pool.value = 8
-    assert e.error.value == "" and shown_total(e) == 4_916_284
+    e.pool.value = 16  # past the last 8x8 map: the slider stops at 8
+    assert e.pool.value == 8 and e.error.value == "" and shown_total(e) == 4_916_284
+    e.stages.value = 4
+    assert e.pool.value == 4 and e.error.value == ""
+    e.style.value = "airbench"  # it halves by max pool: the downsampling follows
+    assert e.downsample.value == "maxpool" and e.downsample.disabled and e.error.value == ""
+    assert e.pool.max == 1 and shown_total(e) == count_parameters(e.config()).total
+    e.style.value = "torchvision"
+    assert not e.downsample.disabled and e.error.value == ""
 
 
 @pytest.mark.parametrize("seed", range(25))
