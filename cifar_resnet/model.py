@@ -40,8 +40,11 @@ class BasicBlock(nn.Module):
     With ``maxpool=True`` the block also halves the map by a 2x2 max pool: after conv1 and before
     the shortcut's conv (so, with stride 1, conv1 runs at the input's full size).
     Input (B, in_channels, H, W) -> output (B, out_channels, ceil(H / s), ceil(W / s)),
-    where s is the stride, times 2 with ``maxpool``.
+    where s is the stride, times 2 with ``maxpool``. ``residual = False`` drops the shortcut: a plain
+    block, for measuring what the shortcut does (notebook 02).
     """
+
+    residual = True
 
     def __init__(self, in_channels: int, out_channels: int, kernel: int = 3, skip_kernel: int = 1,
                  stride: int = 1, maxpool: bool = False, norm_layer: NormLayer = nn.BatchNorm2d,
@@ -60,7 +63,7 @@ class BasicBlock(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         out = self.act(self.bn1(self.pool(self.conv1(x))))
         out = self.bn2(self.conv2(out))
-        return self.act(out + self.shortcut(self.pool(x)))
+        return self.act(out + self.shortcut(self.pool(x)) if self.residual else out)
 
 
 class PooledConv(nn.Module):

@@ -192,6 +192,22 @@ def robustness(rows: list[dict]) -> Figure:
     return fig
 
 
+def gradient_norms(norms: dict[str, dict[str, float]]) -> Figure:
+    """The gradient's norm on each part of the network, one bar group per variant (log scale)."""
+    fig, ax = plt.subplots(figsize=(9, 3.2))
+    parts = list(next(iter(norms.values())))
+    width = 0.8 / len(norms)
+    x = np.arange(len(parts))
+    for i, (variant, by_part) in enumerate(norms.items()):
+        ax.bar(x + i * width, [by_part.get(p, 0.0) for p in parts], width, label=variant)
+    ax.set_xticks(x + width * (len(norms) - 1) / 2, parts)
+    ax.set(yscale="log", ylabel="gradient norm", title="gradient reaching each part after one batch")
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
 def budget_scaling(sweeps: dict[str, list[tuple[float, ParameterReport]]], budget: int) -> Figure:
     """Parameters (bars, left axis) and forward FLOPs (line, right axis) along each sweep.
 

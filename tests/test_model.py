@@ -121,3 +121,21 @@ def test_every_style_has_one_builder_and_blocks_take_their_parts():
     block = BasicBlock(8, 16, norm_layer=lambda c: torch.nn.GroupNorm(4, c), activation=torch.nn.SiLU)
     assert isinstance(block.bn1, torch.nn.GroupNorm) and isinstance(block.shortcut[1], torch.nn.GroupNorm)
     assert isinstance(block.act, torch.nn.SiLU) and block(torch.randn(2, 8, 6, 6)).shape == (2, 16, 6, 6)
+
+
+def test_residual_variants_differ_only_where_they_say_and_gradients_reach_every_part(smoke_data):
+    from cifar_resnet.data import Normalization
+    from cifar_resnet.gradients import gradient_norms, residual_variants
+
+    block = BasicBlock(8, 8).eval()
+    block.residual = False
+    x = torch.randn(2, 8, 5, 5)
+    torch.testing.assert_close(block(x), torch.relu(block.bn2(block.conv2(block.act(block.bn1(block.conv1(x)))))))
+    built, unit_norm, plain = residual_variants(PRESETS["tiny"].model).values()
+    assert torch.equal(built.stem[0].weight, plain.stem[0].weight)
+    assert all(b.residual for b in built.modules() if isinstance(b, BasicBlock))
+    assert not any(b.residual for b in plain.modules() if isinstance(b, BasicBlock))
+    assert built.stages[0][0].bn2.weight.sum() == 0 and unit_norm.stages[0][0].bn2.weight.sum() == 16
+    norms = gradient_norms(unit_norm, smoke_data.train_images[:16], smoke_data.train_labels[:16],
+                           Normalization.from_images(smoke_data.train_images))
+    assert list(norms) == ["stem", "stage 1", "stage 2", "stage 3", "head"] and all(v > 0 for v in norms.values())
