@@ -16,6 +16,7 @@ PARAMETER_BUDGET = 5_000_000
 DOWNSAMPLING = ("stride", "maxpool")
 STYLES = ("torchvision", "airbench")
 SCHEDULES = ("cosine", "linear")
+LINEAR_END_SHARE = 0.07  # where the 'linear' schedule ends, as a share of the peak (airbench's)
 AMP_MODES = ("auto", "bf16", "fp16", "off")
 TTA_MODES = ("off", "flip", "flip-shift")  # test-time augmentation: none, with the mirror image, also shifted
 SUBMISSION_COLUMNS = ("ID", "Labels")  # the course's Kaggle submission header
@@ -220,6 +221,24 @@ class TrainConfig:
             raise ConfigurationError("alternate_flip = True needs flip = True: it decides how images are mirrored")
         if self.amp not in AMP_MODES:
             raise ConfigurationError(f"amp = {self.amp!r}: use one of {AMP_MODES}")
+
+    def describe(self) -> str:
+        """The recipe in words, from its own settings (so prose about a run always matches it)."""
+        length = f"{self.minutes:g} minutes" if self.minutes else f"{self.epochs} epochs"
+        decay = ("a cosine decay to 0" if self.schedule == "cosine"
+                 else f"a straight line down to {LINEAR_END_SHARE:.0%} of it")
+        crop = (f"random crops with {self.crop_padding}-pixel {'mirrored' if self.crop_reflect else 'zero'} padding"
+                if self.crop_padding else "no crops")
+        flips = "alternating flips" if self.alternate_flip else "random flips" if self.flip else "no flips"
+        extras = [name for name, on in (("random erasing", self.erasing > 0), ("RandAugment", self.randaugment),
+                                        ("a whitened, frozen stem", self.whiten_stem), ("lookahead", self.lookahead))
+                  if on]
+        split = ("no validation split (all training images)" if self.val_size == 0 else
+                 f"a validation split of {'10%' if self.val_size is None else f'{self.val_size:,} images'}")
+        return (f"{length} in batches of {self.batch_size}: SGD with {'Nesterov ' if self.nesterov else ''}momentum "
+                f"{self.momentum:g}, a peak learning rate of {self.lr:g} reached over the first {self.warmup:.0%} "
+                f"and then {decay}, weight decay {self.weight_decay:g} on weights only, label smoothing "
+                f"{self.label_smoothing:g}, {crop}, {flips}" + "".join(f", {e}" for e in extras) + f"; {split}.")
 
     def __repr__(self) -> str:  # ``epochs`` is left out when ``minutes`` replaces it
         shown = [f.name for f in dataclasses.fields(self) if f.name != "epochs" or self.minutes is None]

@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from .augment import Augmentation, TrainingBatches
 from .checkpoint import Checkpoint, check_architecture, load_checkpoint, save_checkpoint
-from .config import ConfigurationError, ModelConfig, TrainConfig
+from .config import LINEAR_END_SHARE, ConfigurationError, ModelConfig, TrainConfig
 from .data import CifarData, Normalization, train_val_split
 from .device import Compute, device_description, precision_name, select_device
 from .errors import CifarResnetError
@@ -43,7 +43,7 @@ CHECKPOINT_FILE = "checkpoint.pt"
 CHECKPOINT_SECONDS = 120.0  # a checkpoint at least this often within an epoch
 SHARES_IMAGES = 2000  # training images whose predicted classes show what a test set like them gets
 LOOKAHEAD_EVERY, LOOKAHEAD_PEAK = 5, 0.95 ** 5  # steps between lookahead updates, their final decay
-LINEAR_START, LINEAR_END = 0.2, 0.07  # the 'linear' schedule's first and last rate, as fractions of the peak
+LINEAR_START, LINEAR_END = 0.2, LINEAR_END_SHARE  # the 'linear' schedule's first and last rate, as fractions of the peak
 FINITE_CHECK_EVERY = 25  # steps between checks that the loss is still finite (each check waits for the device)
 HISTORY_FIELDS = ("epoch", "step", "lr", "train_loss", "train_acc", "val_loss", "val_acc",
                   "images_per_s", "seconds", "elapsed")
