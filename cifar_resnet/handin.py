@@ -38,17 +38,18 @@ FIGURES = ("training_curves.png", "lr_schedule.png", "confusion_matrix.png", "pe
 
 def make_handin(run_dir: str | os.PathLike, submission: str | os.PathLike, plots_dir: str | os.PathLike,
                 out_dir: str | os.PathLike, *, data: CifarData | None = None,
-                labels_csv: str | os.PathLike | None = None) -> Path:
+                labels_csv: str | os.PathLike | None = None, network: nn.Module | None = None) -> Path:
     """Assemble the hand-in of the run in ``run_dir`` in ``out_dir``; return its MANIFEST.md.
 
     ``plots_dir``: where notebook 04 saved the run's figures (only FIGURES are taken: never a
     benchmark's). ``data``: with labelled test images, the test accuracy with and without TTA goes
     into the results and the report. ``labels_csv``: true labels of the submission's ids, where a
-    local copy has them (the submission's accuracy is then stated too).
+    local copy has them (the submission's accuracy is then stated too). ``network``: an instance of the
+    run's own network, for one whose class cannot be imported again (defined in another session).
     """
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     checkpoint = load_checkpoint(run_dir / CHECKPOINT_FILE)
-    model = checkpoint.build_model("cpu")
+    model = checkpoint.build_model("cpu", network)
     report = count_parameters(model)
     _write_network(checkpoint, model, out_dir)
     with atomic_write(out_dir / "parameter_count.txt") as f:

@@ -129,6 +129,9 @@ def test_a_network_defined_in_the_session_trains_and_reloads(smoke_data, tmp_pat
         torch.nn.Conv2d(3, 8, 3, padding=1), BasicBlock(8, 8), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
         torch.nn.Linear(8, 10)))
     assert all(torch.equal(a, b) for a, b in zip(reloaded.state_dict().values(), network.state_dict().values()))
+    (tmp_path / "submission.csv").write_text("ID,Labels\n0,1\n")  # make_handin copies it as it is
+    manifest = make_handin(tmp_path, tmp_path / "submission.csv", tmp_path, tmp_path / "handin", network=reloaded)
+    assert f"{sum(p.numel() for p in network.parameters()):,}" in manifest.read_text()
 
 
 @pytest.fixture(scope="module")
