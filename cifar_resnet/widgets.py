@@ -78,7 +78,8 @@ class BudgetExplorer:
                     w.HBox([self.kernel, self.skip_kernel]), w.HBox([self.pool, self.downsample]), self.style],
                    layout=w.Layout(min_width="640px", flex="0 0 auto")),
             w.VBox([self.total, self.bar, self.flops, self.table, self.code, self.error],
-                   layout=w.Layout(margin="0 0 0 24px"))]).add_class("budget-explorer")
+                   layout=w.Layout(margin="0 0 0 24px"))],
+            layout=w.Layout(flex_flow="row wrap")).add_class("budget-explorer")  # narrow pages: outputs below
         self._preset_chosen({"new": preset})
 
     def config(self, pool: int | None = None) -> ModelConfig:

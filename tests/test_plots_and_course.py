@@ -119,3 +119,10 @@ def test_legends_stand_beside_the_bars():
         legend = fig.axes[0].get_legend()
         fig.canvas.draw()
         assert legend.get_window_extent().x0 >= fig.axes[0].get_window_extent().x1  # right of the plotting area
+
+
+def test_notebook_runs_always_hold_a_validation_split_out(course_settings, monkeypatch):
+    monkeypatch.setenv("CIFAR_RESNET_PRESET", "cpu-fast")
+    run = course.settings(smoke=False)
+    assert PRESETS["cpu-fast"].train.val_size == 0 and run.train_config.val_size is None
+    assert run.train_config.minutes == 15 and course.settings(smoke=False, preset="tiny").train_config == PRESETS["tiny"].train
