@@ -255,8 +255,9 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.compute.dtype == torch.float16)
         self.lookahead = Lookahead(self.model) if config.lookahead else None
         fill = tuple(round(m * 255) for m in self.normalization.mean)  # erased pixels become 0 after normalizing
-        self.batches = TrainingBatches(data.train_images[train_idx].to(device), data.train_labels[train_idx].to(device),
-                                       config.batch_size, Augmentation(config, fill), config.seed)
+        self.batches = TrainingBatches(data.train_images[train_idx].to(self.device),
+                                       data.train_labels[train_idx].to(self.device), config.batch_size,
+                                       Augmentation(config, fill), config.seed)
         self.val_x, self.val_y = data.train_images[val_idx], data.train_labels[val_idx]
         self.criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
         self.net = torch.compile(self.model) if config.compile else self.model
@@ -309,7 +310,7 @@ class Trainer:
         self.clock = Clock(self.config, self.state.elapsed, len(self.batches))
         if progress:  # on stderr, with the progress bar: stdout keeps only results
             print(self.first_line(), file=sys.stderr, flush=True)
-        self.lr = lr_at(self.clock.fraction_done(self.state.step), self.config.lr, self.config.warmup, self.config.schedule)
+        self.lr = self._scheduled_lr()
         bar = ProgressBar(self.clock, self.state, self.device, progress)
         try:
             with StopRequest() as stop, self._interruptions_explained():
@@ -353,7 +354,7 @@ class Trainer:
         for i in range(state.batch, len(batches)):
             if self.clock.out_of_time():
                 break
-            self.lr = lr_at(self.clock.fraction_done(state.step), self.config.lr, self.config.warmup, self.config.schedule)
+            self.lr = self._scheduled_lr()
             x, y = batches.batch(i)
             loss, logits = self.train_step(x, y)
             self.loss_sum += loss.detach() * len(y)
@@ -370,6 +371,10 @@ class Trainer:
                     raise TrainingInterrupted(self._stopped_message(saved_now=True))
         self._record_epoch_sums()
         return state.seen > 0
+
+    def _scheduled_lr(self) -> float:
+        """The schedule's learning rate for the next step."""
+        return lr_at(self.clock.fraction_done(self.state.step), self.config.lr, self.config.warmup, self.config.schedule)
 
     def train_step(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         """One optimizer step on uint8 images ``x`` at the current learning rate; the loss and logits."""
