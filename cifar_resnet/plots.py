@@ -56,17 +56,23 @@ def class_samples(images: torch.Tensor, labels: torch.Tensor, per_class: int = 8
     return fig
 
 
+def _grouped_bars(ax, series: dict[str, Sequence[float]], categories: Sequence[str], rotation: int = 0,
+                  legend_size: float | None = None) -> None:
+    """One bar group per category, one bar per series in it, and the legend beside the bars, never over them."""
+    width = 0.8 / len(series)
+    x = np.arange(len(categories))
+    for i, (label, values) in enumerate(series.items()):
+        ax.bar(x + i * width, values, width, label=label)
+    ax.set_xticks(x + width * (len(series) - 1) / 2, list(categories), rotation=rotation)
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=legend_size)
+
+
 def class_counts(labels_by_split: dict[str, torch.Tensor], classes: Sequence[str] = CLASSES) -> Figure:
     """Images per class for each split, as grouped bars."""
     fig, ax = plt.subplots(figsize=(9, 3))
-    width = 0.8 / len(labels_by_split)
-    x = np.arange(len(classes))
-    for i, (split, labels) in enumerate(labels_by_split.items()):
-        counts = torch.bincount(labels, minlength=len(classes)).numpy()
-        ax.bar(x + i * width, counts, width, label=f"{split} ({counts.sum():,})")
-    ax.set_xticks(x + width * (len(labels_by_split) - 1) / 2, classes, rotation=30)
+    counts = {split: torch.bincount(labels, minlength=len(classes)).numpy() for split, labels in labels_by_split.items()}
+    _grouped_bars(ax, {f"{split} ({c.sum():,})": c for split, c in counts.items()}, classes, rotation=30)
     ax.set_ylabel("images")
-    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5))  # beside the bars, never over them
     fig.tight_layout()
     return fig
 
@@ -152,15 +158,10 @@ def confusion_matrix(evaluation: Evaluation, classes: Sequence[str] = CLASSES) -
 def per_class_accuracy(evaluations: dict[str, Evaluation]) -> Figure:
     """Accuracy of each class, one bar group per evaluation (e.g. plain vs flip TTA)."""
     fig, ax = plt.subplots(figsize=(9, 3.2))
-    width = 0.8 / len(evaluations)
-    first = next(iter(evaluations.values()))
-    x = np.arange(len(first.per_class))
-    for i, (name, ev) in enumerate(evaluations.items()):
-        ax.bar(x + i * width, [100 * v for v in ev.per_class.values()], width,
-               label=f"{name} ({100 * ev.accuracy:.2f}%)")
-    ax.set_xticks(x + width * (len(evaluations) - 1) / 2, list(first.per_class), rotation=30)
+    _grouped_bars(ax, {f"{name} ({100 * ev.accuracy:.2f}%)": [100 * v for v in ev.per_class.values()]
+                       for name, ev in evaluations.items()},
+                  list(next(iter(evaluations.values())).per_class), rotation=30)
     ax.set(ylabel="accuracy (%)", ylim=(0, 100), title="accuracy per class")
-    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5))  # beside the bars, never over them
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     return fig
@@ -181,12 +182,10 @@ def robustness(rows: list[dict]) -> Figure:
     """Accuracy on the clean and each corrupted copy of the test images, as trained and with
     BatchNorm re-estimated on them (``robustness.robustness_table``'s rows)."""
     fig, ax = plt.subplots(figsize=(9, 3.2))
-    x = np.arange(len(rows))
-    for offset, key, label in ((-0.2, "accuracy", "as trained"), (0.2, "recalibrated", "BatchNorm re-estimated")):
-        ax.bar(x + offset, [100 * r[key] for r in rows], 0.4, label=label)
-    ax.set_xticks(x, [r["corruption"] for r in rows], rotation=20)
+    _grouped_bars(ax, {label: [100 * r[key] for r in rows]
+                       for key, label in (("accuracy", "as trained"), ("recalibrated", "BatchNorm re-estimated"))},
+                  [r["corruption"] for r in rows], rotation=20, legend_size=8)
     ax.set(ylabel="accuracy (%)", ylim=(0, 100), title="accuracy on corrupted test images")
-    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8)  # beside the bars, never over them
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     return fig
@@ -196,13 +195,9 @@ def gradient_norms(norms: dict[str, dict[str, float]]) -> Figure:
     """The gradient's norm on each part of the network, one bar group per variant (log scale)."""
     fig, ax = plt.subplots(figsize=(9, 3.2))
     parts = list(next(iter(norms.values())))
-    width = 0.8 / len(norms)
-    x = np.arange(len(parts))
-    for i, (variant, by_part) in enumerate(norms.items()):
-        ax.bar(x + i * width, [by_part.get(p, 0.0) for p in parts], width, label=variant)
-    ax.set_xticks(x + width * (len(norms) - 1) / 2, parts)
+    _grouped_bars(ax, {variant: [by_part.get(p, 0.0) for p in parts] for variant, by_part in norms.items()}, parts,
+                  legend_size=8)
     ax.set(yscale="log", ylabel="gradient norm", title="gradient reaching each part after one batch")
-    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     return fig
