@@ -90,6 +90,11 @@ def confusion_counts(labels: Tensor, predictions: Tensor, classes: int = len(CLA
     return torch.bincount(labels * classes + predictions, minlength=classes * classes).view(classes, classes)
 
 
+def class_shares(predictions: Tensor, classes: int = len(CLASSES)) -> Tensor:
+    """The share of the predictions that went to each class (float64, summing to 1)."""
+    return torch.bincount(predictions.cpu(), minlength=classes).double() / max(len(predictions), 1)
+
+
 def score(logits: Tensor, labels: Tensor, classes: tuple[str, ...] = CLASSES) -> Evaluation:
     """Turn logits and true labels into an Evaluation."""
     probabilities = logits.softmax(dim=1)

@@ -16,7 +16,7 @@ from .checkpoint import load_model
 from .config import SUBMISSION_COLUMNS as COLUMNS
 from .data import CLASSES, Normalization, load_kaggle_pickle
 from .errors import CifarResnetError
-from .evaluate import predict_logits
+from .evaluate import class_shares, predict_logits
 from .files import atomic_write
 
 # Limits past which the test images count as shifted. On the JPEG copy of CIFAR-10 here, 50 random sets
@@ -153,9 +153,9 @@ def check_shift(images: Tensor, predictions: Tensor, normalization: Normalizatio
     (``normalization``) and the class shares the model predicts for training images (a checkpoint's
     ``class_shares``; balanced classes when not known)."""
     classes = len(expected_shares) if expected_shares else len(CLASSES)
-    expected = torch.tensor(expected_shares, dtype=torch.double) if expected_shares else torch.full((classes,), 1 / classes)
+    expected = torch.tensor(expected_shares or [1 / classes] * classes, dtype=torch.double)
     test = Normalization.from_images(images)
-    shares = torch.bincount(predictions.cpu(), minlength=classes).double() / max(len(predictions), 1)
+    shares = class_shares(predictions, classes)
     return ShiftCheck(tuple((t - m) / s for t, m, s in zip(test.mean, normalization.mean, normalization.std)),
                       tuple(t / s for t, s in zip(test.std, normalization.std)), tuple(shares.tolist()),
-                      float((shares - expected.double()).abs().sum() / 2))
+                      float((shares - expected).abs().sum() / 2))

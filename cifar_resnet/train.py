@@ -34,7 +34,7 @@ from .config import LINEAR_END_SHARE, ConfigurationError, ModelConfig, TrainConf
 from .data import CifarData, Normalization, train_val_split
 from .device import Compute, device_description, precision_name, select_device
 from .errors import CifarResnetError
-from .evaluate import predict_logits
+from .evaluate import class_shares, predict_logits
 from .files import atomic_write
 from .model import build_model, whiten_stem
 from .network import Builder, Network
@@ -333,7 +333,7 @@ class Trainer:
         test set from the same distribution should get too (``kaggle.check_shift``); kept in the checkpoint."""
         predicted = predict_logits(self.net, self.batches.images[:SHARES_IMAGES], self.normalization,
                                    compute=self.compute).argmax(1)
-        self.class_shares = (torch.bincount(predicted, minlength=len(self.data.classes)) / len(predicted)).tolist()
+        self.class_shares = class_shares(predicted, len(self.data.classes)).tolist()
 
     def first_line(self) -> str:
         """What the run is about to do, where, and in which precision."""
