@@ -191,6 +191,23 @@ def robustness(rows: list[dict]) -> Figure:
     return fig
 
 
+def experiment(rows: list[dict], title: str) -> Figure:
+    """Validation accuracy of each variant of an experiment (``experiments.compare``'s rows), plain and with
+    test-time augmentation, one bar pair per variant from top to bottom, labelled with its epochs."""
+    trained = [r for r in rows if "diverged" not in r]
+    fig, ax = plt.subplots(figsize=(9, 0.5 + 0.45 * len(trained)))
+    y = np.arange(len(trained))[::-1]
+    for shift, key, label in ((0.2, "val_acc", "validation"), (-0.2, "val_acc_tta", "with flip-shift TTA")):
+        bars = ax.barh(y + shift, [100 * r[key] for r in trained], 0.4, label=label)
+        ax.bar_label(bars, fmt="%.1f", fontsize=8, padding=2)
+    ax.set_yticks(y, [f"{r['label']} ({r['epochs']:g} epochs)" for r in trained])
+    low = min(100 * r["val_acc"] for r in trained)
+    ax.set(xlabel="accuracy on the validation split (%)", xlim=(max(0.0, low - 10), 100), title=title)
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def gradient_norms(norms: dict[str, dict[str, float]]) -> Figure:
     """The gradient's norm on each part of the network, one bar group per variant (log scale)."""
     fig, ax = plt.subplots(figsize=(9, 3.2))

@@ -1,0 +1,74 @@
+"""The notebooks' measured experiments: each variant trained for the same minutes, side by side, in one run.
+
+Runs the three lists of `cifar_resnet.experiments` on the training set with the default 5,000-image
+validation split held out: cpu-fast's tricks added one at a time (notebook 03), its augmentations
+(notebook 01) and every preset for the same minutes (notebook 02). Each variant is scored on the
+validation split, plain and with flip-shift test-time augmentation. Writes the rows, stamped with
+the machine and the date, to --out (the file the notebooks read), and prints each table and one JSON line.
+  python benchmarks/experiments.py --data DATA                      # 3 minutes a variant, about 45 minutes
+  python benchmarks/experiments.py --smoke --minutes 0.02 --out /tmp/x.json   # seconds: checks that it runs
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import platform
+import sys
+from pathlib import Path
+
+import torch
+
+from cifar_resnet import experiments, load_cifar10
+from cifar_resnet.data import train_val_split
+from cifar_resnet.device import Compute
+from cifar_resnet.files import atomic_write
+
+OUT = Path(__file__).resolve().parents[1] / "cifar_resnet" / "measured" / experiments.MEASURED_FILE
+LISTS = {"tricks": experiments.trick_variants, "augmentations": experiments.augmentation_variants,
+         "presets": experiments.preset_variants}
+
+
+def cpu_name() -> str:
+    """The processor's model name (from /proc/cpuinfo on Linux), else what platform reports."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine() -> str:
+    return f"{cpu_name()}, {Compute.choose()}, torch {torch.__version__}"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--minutes", type=float, default=3.0, help="training minutes per variant")
+    parser.add_argument("--data", help="folder with CIFAR-10 (default: $CIFAR_RESNET_DATA, else ./data)")
+    parser.add_argument("--only", choices=sorted(LISTS), action="append", help="run only these lists")
+    parser.add_argument("--smoke", action="store_true", help="the small smoke subset (synthetic without data)")
+    parser.add_argument("--out", type=Path, default=OUT, help=f"where the results go (default {OUT})")
+    args = parser.parse_args(argv)
+    data = load_cifar10(args.data, smoke=args.smoke)
+    train_idx, val_idx = train_val_split(data.train_labels)
+    stamp = {"machine": machine(), "date": datetime.date.today().isoformat(), "minutes": args.minutes,
+             "train_images": len(train_idx), "val_images": len(val_idx), "data": data.source,
+             "command": " ".join(["python", "benchmarks/experiments.py", *(argv or sys.argv[1:])])}
+    print(f"{data}\n{stamp['machine']}", flush=True)
+    results = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    done = {}  # (network, recipe) -> row: a variant that closes more than one list trains once
+    for name in args.only or LISTS:
+        print(f"\n{name}: {args.minutes:g} minutes each", flush=True)
+        print(experiments.table([]), flush=True)
+        results[name] = {**stamp, "rows": experiments.compare(LISTS[name](args.minutes), data, done=done)}
+        with atomic_write(args.out, "w") as f:  # after every list: a long run keeps what it measured
+            f.write(json.dumps(results, indent=1) + "\n")
+    print(json.dumps({name: results[name]["rows"] for name in args.only or LISTS}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,155 @@
+"""Side-by-side experiments: each variant of a recipe trained for the same minutes, scored on one split.
+
+``compare`` trains a list of ``Variant``s one after another, each for the same time budget on the same
+validation split (the default 5,000 images held out), and returns a row per variant. Three lists are
+defined here, the ones the notebooks discuss:
+
+- ``trick_variants``: cpu-fast's recipe built up from a plain one, one trick at a time (notebook 03);
+- ``augmentation_variants``: cpu-fast without augmentation, with flips only, with flips and crops (01);
+- ``preset_variants``: each preset's network and recipe for the same minutes (02).
+
+``benchmarks/experiments.py`` runs all three on the full training set and saves the rows, stamped with
+the machine and the date, in ``cifar_resnet/measured/experiments.json``; ``measured`` reads them back,
+so a notebook shows measured numbers without training for an hour.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from importlib import resources
+
+import torch
+
+from .budget import count_parameters
+from .config import ModelConfig, TrainConfig, get_preset
+from .data import CifarData, train_val_split
+from .errors import CifarResnetError
+from .evaluate import evaluate
+from .train import TrainingDivergedError, fit
+
+MEASURED_FILE = "experiments.json"
+BASE_PRESET = "cpu-fast"
+TTA = "flip-shift"  # the test-time augmentation scored beside the plain accuracy
+
+# cpu-fast's tricks, added one at a time to a plain recipe (each row keeps the rows above it)
+TRICKS: tuple[tuple[str, dict], ...] = (
+    ("plain: SGD, cosine schedule, random flips and crops",
+     dict(whiten_stem=False, label_smoothing=0.0, bias_lr_scale=1.0, lookahead=False, alternate_flip=False,
+          schedule="cosine")),
+    ("+ whitened, frozen stem", dict(whiten_stem=True)),
+    ("+ label smoothing 0.2", dict(label_smoothing=0.2)),
+    ("+ biases learn 64x faster", dict(bias_lr_scale=64.0)),
+    ("+ lookahead (weight averaging)", dict(lookahead=True)),
+    ("+ alternating flips", dict(alternate_flip=True)),
+    ("+ linear schedule: cpu-fast", dict(schedule="linear")),
+)
+AUGMENTATIONS: tuple[tuple[str, dict], ...] = (
+    ("no augmentation", dict(flip=False, alternate_flip=False, crop_padding=0)),
+    ("flips only", dict(crop_padding=0)),
+    ("flips and crops: cpu-fast", {}),
+)
+PRESET_NAMES = ("tiny", "small", "cpu-fast", "four-stage", "reference")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One arm of an experiment: a name, a network and its recipe."""
+
+    label: str
+    model: ModelConfig
+    train: TrainConfig
+
+
+def _timed(train: TrainConfig, minutes: float) -> TrainConfig:
+    """The recipe for ``minutes`` on the default validation split, so every variant is scored alike."""
+    return dataclasses.replace(train, minutes=minutes, val_size=None)
+
+
+def trick_variants(minutes: float) -> list[Variant]:
+    """cpu-fast built up from a plain recipe, one trick per variant."""
+    preset, recipe, variants = get_preset(BASE_PRESET), {}, []
+    for label, changes in TRICKS:
+        recipe.update(changes)
+        variants.append(Variant(label, preset.model, _timed(dataclasses.replace(preset.train, **recipe), minutes)))
+    return variants
+
+
+def augmentation_variants(minutes: float) -> list[Variant]:
+    """cpu-fast without augmentation, with flips only, and as it is."""
+    preset = get_preset(BASE_PRESET)
+    return [Variant(label, preset.model, _timed(dataclasses.replace(preset.train, **changes), minutes))
+            for label, changes in AUGMENTATIONS]
+
+
+def preset_variants(minutes: float, names: tuple[str, ...] = PRESET_NAMES) -> list[Variant]:
+    """Each preset's network with its own recipe, for the same minutes."""
+    return [Variant(name, get_preset(name).model, _timed(get_preset(name).train, minutes)) for name in names]
+
+
+def run_variant(variant: Variant, data: CifarData, device: torch.device | str | None = None) -> dict:
+    """Train one variant and score it on its validation split, plain and with test-time augmentation."""
+    row = {"label": variant.label, "parameters": count_parameters(variant.model).total}
+    try:
+        result = fit(variant.model, variant.train, data, device=device, progress=False)
+    except TrainingDivergedError as error:
+        return {**row, "diverged": str(error)}
+    train_idx, val_idx = train_val_split(data.train_labels, variant.train.val_size, variant.train.seed)
+    images, labels = data.train_images[val_idx], data.train_labels[val_idx]
+    last = result.history[-1]
+    batch = min(variant.train.batch_size, len(train_idx))  # as the training batches cap it
+    trained = last["step"] * batch
+    return {**row, "epochs": round(last["step"] / (len(train_idx) // batch), 2),
+            "minutes": round(last["elapsed"] / 60, 2), "images_per_s": round(trained / last["elapsed"], 1),
+            "val_acc": last["val_acc"],
+            "val_acc_tta": evaluate(result.model, images, labels, result.normalization, tta=TTA).accuracy}
+
+
+def compare(variants: list[Variant], data: CifarData, device: torch.device | str | None = None,
+            show: bool = True, done: dict | None = None) -> list[dict]:
+    """Train each variant in turn and return its row; ``show`` prints each row as it finishes.
+
+    ``done`` maps (network, recipe) to a row already measured on the same data: such a variant is not
+    trained again (cpu-fast itself closes all three lists of the benchmark)."""
+    rows, done = [], {} if done is None else done
+    for variant in variants:
+        key = (variant.model, variant.train)
+        if key not in done:
+            done[key] = run_variant(variant, data, device)
+        rows.append({**done[key], "label": variant.label})
+        if show:
+            print(format_row(rows[-1]))
+    return rows
+
+
+def format_row(row: dict) -> str:
+    if "diverged" in row:
+        return f"{row['label']:<52} diverged: {row['diverged']}"
+    return (f"{row['label']:<52} {row['parameters']:>10,} {row['epochs']:>6.2f} {row['minutes']:>6.2f} "
+            f"{row['val_acc']:>8.2%} {row['val_acc_tta']:>8.2%}")
+
+
+def table(rows: list[dict]) -> str:
+    """The rows as an aligned text table."""
+    header = f"{'variant':<52} {'parameters':>10} {'epochs':>6} {'min':>6} {'val':>8} {'val+TTA':>8}"
+    return "\n".join([header, *map(format_row, rows)])
+
+
+def measured(name: str) -> dict:
+    """The committed measurement ``name`` ('tricks', 'augmentations' or 'presets'): its rows and where,
+    when and how long each variant was trained."""
+    text = resources.files("cifar_resnet").joinpath("measured", MEASURED_FILE).read_text()
+    runs = json.loads(text)
+    if name not in runs:
+        raise CifarResnetError(f"no measurement {name!r} in {MEASURED_FILE}: it holds {sorted(runs)}")
+    return runs[name]
+
+
+def show_measured(name: str) -> list[dict]:
+    """Print a committed measurement with its machine and date, and return its rows."""
+    run = measured(name)
+    print(f"Measured on {run['machine']}, {run['date']}: each variant trained {run['minutes']:g} minutes on "
+          f"{run['train_images']:,} training images, scored on {run['val_images']:,} held out "
+          f"(val+TTA: {TTA} test-time augmentation).")
+    print(table(run["rows"]))
+    return run["rows"]

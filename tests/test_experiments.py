@@ -1,0 +1,68 @@
+"""The notebooks' experiments: the variants they train and the committed measurements they read."""
+import dataclasses
+
+import pytest
+
+from cifar_resnet import experiments, get_preset
+from cifar_resnet.errors import CifarResnetError
+
+
+def test_tricks_build_cpu_fast_up_one_trick_at_a_time():
+    variants = experiments.trick_variants(2.0)
+    cpu_fast = get_preset("cpu-fast")
+    assert variants[-1].train == dataclasses.replace(cpu_fast.train, minutes=2.0, val_size=None)
+    assert all(v.model == cpu_fast.model and v.train.minutes == 2.0 and v.train.val_size is None for v in variants)
+    plain = variants[0].train
+    assert not (plain.whiten_stem or plain.lookahead or plain.alternate_flip)
+    assert (plain.label_smoothing, plain.bias_lr_scale, plain.schedule) == (0.0, 1.0, "cosine")
+    for before, after in zip(variants, variants[1:]):  # each row changes exactly the fields its trick names
+        changed = {f.name for f in dataclasses.fields(before.train)
+                   if getattr(before.train, f.name) != getattr(after.train, f.name)}
+        assert len(changed) == 1, (after.label, changed)
+
+
+def test_augmentation_variants_end_with_cpu_fast_and_start_without_augmentation():
+    none, flips, full = experiments.augmentation_variants(1.0)
+    assert (none.train.flip, none.train.crop_padding) == (False, 0)
+    assert (flips.train.flip, flips.train.crop_padding) == (True, 0)
+    assert full.train == experiments.trick_variants(1.0)[-1].train
+
+
+def test_compare_trains_a_variant_measured_before_only_once(smoke_data, monkeypatch):
+    calls = []
+    monkeypatch.setattr(experiments, "run_variant", lambda v, data, device=None: calls.append(v) or {"label": v.label})
+    done = {}
+    variants = experiments.trick_variants(0.01)
+    experiments.compare(variants[-1:], smoke_data, show=False, done=done)
+    rows = experiments.compare(experiments.augmentation_variants(0.01), smoke_data, show=False, done=done)
+    assert len(calls) == 3  # cpu-fast itself closes both lists: trained once
+    assert rows[-1]["label"] == "flips and crops: cpu-fast"
+
+
+def test_run_variant_scores_on_the_validation_split(smoke_data):
+    tiny = experiments.preset_variants(0.005, names=("tiny",))[0]
+    row = experiments.run_variant(tiny, smoke_data)
+    assert row["label"] == "tiny" and row["parameters"] == 78_042
+    assert 0 <= row["val_acc"] <= 1 and 0 <= row["val_acc_tta"] <= 1 and row["epochs"] > 0 and row["minutes"] > 0
+
+
+@pytest.mark.parametrize("name, variants", [("tricks", experiments.trick_variants),
+                                            ("augmentations", experiments.augmentation_variants),
+                                            ("presets", experiments.preset_variants)])
+def test_the_committed_measurements_match_the_variants_the_notebooks_name(name, variants):
+    run = experiments.measured(name)
+    assert run["machine"] and run["date"] and run["minutes"] > 0
+    assert [r["label"] for r in run["rows"]] == [v.label for v in variants(run["minutes"])]
+    assert all("diverged" in r or 0 < r["val_acc"] <= 1 for r in run["rows"])
+
+
+def test_show_measured_prints_machine_date_and_table(capsys):
+    rows = experiments.show_measured("presets")
+    out = capsys.readouterr().out
+    run = experiments.measured("presets")
+    assert run["machine"] in out and run["date"] in out and "reference" in out and len(rows) == 5
+
+
+def test_an_unknown_measurement_is_named():
+    with pytest.raises(CifarResnetError, match="no measurement 'speed'"):
+        experiments.measured("speed")
