@@ -20,5 +20,7 @@ def test_notebook_is_committed_clean(path):
     assert "widgets" not in notebook["metadata"], "widget state is saved in the metadata"
     first = notebook["cells"][0]
     assert first["cell_type"] == "markdown" and "colab.research.google.com" in "".join(first["source"])
+    assert all(words in "".join(first["source"]) for words in ("**Run time**", "smoke mode", "GPU")), \
+        "the first cell states the notebook's measured run times"
     assert 'if "google.colab" in sys.modules' in "".join(code[0]["source"])
     assert "What to try next" in "".join(notebook["cells"][-1]["source"])

@@ -1,0 +1,78 @@
+"""Execute the five notebooks top to bottom on real data and keep the executed copies in notebooks/executed/.
+
+One real run, as a student makes it: notebook 03 trains its preset (on a CPU `cpu-fast`, 15 minutes of training)
+into a fresh runs/course/, 04 writes the figures to plots/ and 05 the submission and the hand-in to handin/.
+The sources in notebooks/ are not touched. An earlier runs/course/ is moved aside, never deleted.
+  python notebooks/execute.py --data DATA        # about 25 minutes on a 2-core CPU
+  python notebooks/execute.py --smoke --out DIR   # smoke mode, as the tests run them: under a minute each
+Prints each notebook's wall time and writes them to timings.json beside the executed copies.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+
+NOTEBOOKS = Path(__file__).resolve().parent
+PROJECT = NOTEBOOKS.parent
+EXECUTED = NOTEBOOKS / "executed"
+
+
+def execute(path: Path, out: Path) -> tuple[float, bool]:
+    """Run one notebook in a fresh kernel, save the executed copy (also when a cell fails), return its time."""
+    notebook = nbformat.read(path, as_version=4)
+    start = time.perf_counter()
+    try:
+        NotebookClient(notebook, timeout=None, kernel_name="python3",
+                       resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
+        ok = True
+    except CellExecutionError as error:
+        print(error, file=sys.stderr)
+        ok = False
+    seconds = time.perf_counter() - start
+    nbformat.write(notebook, out / path.name)
+    return seconds, ok
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", help="folder with the real CIFAR-10 (and cifar_test_nolabel.pkl); "
+                                           "in smoke mode, default: $CIFAR_RESNET_DATA, else synthetic data")
+    parser.add_argument("--preset", help="what notebook 03 trains (default: chosen by the hardware)")
+    parser.add_argument("--smoke", action="store_true", help="smoke mode, to time the notebooks as the tests run them")
+    parser.add_argument("--out", type=Path, default=EXECUTED, help=f"where the executed copies go (default {EXECUTED})")
+    args = parser.parse_args(argv)
+    if not (args.data or args.smoke):
+        parser.error("--data is required: the executed copies come from real data (or time them with --smoke)")
+    os.environ["CIFAR_RESNET_SMOKE"] = "1" if args.smoke else "0"
+    if args.data:
+        os.environ["CIFAR_RESNET_DATA"] = str(Path(args.data).resolve())
+    if args.preset:
+        os.environ["CIFAR_RESNET_PRESET"] = args.preset
+    run_dir = PROJECT / "runs" / "course"
+    if run_dir.exists() and not args.smoke:
+        run_dir.rename(run_dir.with_name(f"course.before-{datetime.datetime.now():%Y%m%d-%H%M%S}"))
+    args.out.mkdir(parents=True, exist_ok=True)
+    timings = {}
+    for path in sorted(NOTEBOOKS.glob("0*.ipynb")):
+        seconds, ok = execute(path, args.out)
+        timings[path.name] = round(seconds, 1)
+        print(f"{path.name:<45} {seconds / 60:6.1f} minutes{'' if ok else '  FAILED: see the executed copy'}",
+              flush=True)
+        if not ok:
+            return 1
+    (args.out / "timings.json").write_text(json.dumps(
+        {"date": datetime.date.today().isoformat(), "smoke": args.smoke, "seconds": timings}, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
