@@ -34,27 +34,37 @@ from cifar_resnet.augment import AUGMENT_CHUNK, augment
 from cifar_resnet.device import cpu_has_bf16, device_description, select_device
 
 
-def b1_augmentation(images, labels, normalization, n_images: int) -> dict:
-    """Images/s of the augmentation alone, each way, over ``n_images`` images after one warm-up batch."""
-    loader = iter(reference_loader(images, labels, normalization))
-    next(loader)  # workers started and warm
-    start, seen = time.perf_counter(), 0
-    while seen < n_images:
-        x, _ = next(loader)
-        seen += len(x)
-    reference = seen / (time.perf_counter() - start)
+def b1_augmentation(images, labels, normalization, n_images: int, rounds: int = 4) -> dict:
+    """Images/s of the augmentation alone, each way, over ``n_images`` images each, in ``rounds`` alternating
+    rounds (reference, then cifar_resnet), so that both ways see the same load on a shared machine.
 
+    Each reference round starts its DataLoader's workers, waits for a first batch, times its share of the images
+    and shuts the workers down, so none of them prefetches while cifar_resnet is timed."""
     fill = tuple(round(255 * m) for m in normalization.mean)
     generator = torch.Generator().manual_seed(0)
     chunk = min(AUGMENT_CHUNK, len(images) // 2)  # as fit augments: a few batches per call
     batch = lambda i: images[(i * chunk) % (len(images) - chunk):][:chunk]  # noqa: E731
-    normalization(augment(batch(0), randaugment=True, fill=fill, generator=generator))
-    start, seen, i = time.perf_counter(), 0, 1
-    while seen < n_images:
-        x = normalization(augment(batch(i), randaugment=True, fill=fill, generator=generator))
-        seen, i = seen + len(x), i + 1
-    project = seen / (time.perf_counter() - start)
-    return {"reference_images_per_s": reference, "project_images_per_s": project, "ratio": project / reference}
+    normalization(augment(batch(0), randaugment=True, fill=fill, generator=generator))  # warm-up
+    per_round, chunks = max(1, n_images // rounds), 1
+    times = {"reference": [0.0, 0], "project": [0.0, 0]}  # seconds, images
+    for _ in range(rounds):
+        loader = iter(reference_loader(images, labels, normalization))
+        next(loader)  # workers started and warm
+        start, seen = time.perf_counter(), 0
+        while seen < per_round:
+            seen += len(next(loader)[0])
+        times["reference"][0] += time.perf_counter() - start
+        times["reference"][1] += seen
+        del loader  # its workers stop before the other way is timed
+        start, seen = time.perf_counter(), 0
+        while seen < per_round:
+            seen += len(normalization(augment(batch(chunks), randaugment=True, fill=fill, generator=generator)))
+            chunks += 1
+        times["project"][0] += time.perf_counter() - start
+        times["project"][1] += seen
+    reference, project = (times[way][1] / times[way][0] for way in ("reference", "project"))
+    return {"reference_images_per_s": reference, "project_images_per_s": project, "ratio": project / reference,
+            "rounds": rounds}
 
 
 def b2_training(data, normalization, steps: int, device: torch.device) -> dict:
@@ -131,7 +141,7 @@ def main(argv=None) -> int:
     device = select_device()
     data = load_cifar10(smoke=args.smoke)
     normalization = Normalization.from_images(data.train_images)
-    sizes = dict(aug=256, steps=1, infer=256) if args.smoke else dict(aug=16_384, steps=6, infer=args.images)
+    sizes = dict(aug=256, steps=1, infer=256) if args.smoke else dict(aug=32_768, steps=6, infer=args.images)
     print(f"{data}\ndevice: {device_description(device)}; torch {torch.__version__}; {platform.processor() or platform.machine()}")
 
     b1 = b1_augmentation(data.train_images, data.train_labels, normalization, sizes["aug"])

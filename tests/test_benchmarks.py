@@ -63,3 +63,38 @@ def test_explorer_update_times_fresh_and_cached_changes():
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["fresh_median_ms"] > 0 and result["cached_median_ms"] > 0
+
+
+def test_experiments_smoke_writes_the_three_lists(tmp_path):
+    out = tmp_path / "experiments.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "experiments.py"), "--smoke", "--minutes", "0.01",
+                           "--only", "augmentations", "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    saved = json.loads(out.read_text())["augmentations"]
+    assert saved["date"] and saved["machine"] and saved["minutes"] == 0.01
+    assert [r["label"] for r in saved["rows"]] == ["no augmentation", "flips only", "flips and crops: cpu-fast"]
+    assert all(0 <= r["val_acc"] <= 1 and 0 <= r["val_acc_tta"] <= 1 and r["epochs"] > 0 for r in saved["rows"])
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["augmentations"] == saved["rows"]
+
+
+def test_versus_airbench_smoke_prints_both_scores():
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "versus_airbench.py"), "--smoke",
+                           "--minutes", "0.02", "--repeat", "2"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    for key in ("airbench_acc", "cpu_fast_acc", "airbench_acc_no_tta", "cpu_fast_acc_no_tta"):
+        assert 0 <= result[key] <= 1, key
+    for key in ("airbench_images_per_s", "cpu_fast_images_per_s", "airbench_epochs", "cpu_fast_epochs"):
+        assert result[key] > 0, key
+    assert result["minutes"] == 0.02 and result["scored_on"] == "test batch"
+    assert "pair 2, seed 1, cpu-fast" in proc.stdout.split("pair 2, seed 1, airbench94")[0]  # the second pair swaps
+
+
+def test_cost_smoke_times_each_width_and_batch(tmp_path):
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "cost.py"), "--smoke",
+                           "--figure", str(tmp_path / "cost.png")], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = json.loads(proc.stdout.strip().splitlines()[-1])["rows"]
+    assert [(r["width"], r["batch_size"]) for r in rows] == [(0.25, 16), (0.25, 32), (0.5, 16), (0.5, 32)]
+    assert all(r["images_per_s"] > 0 and r["epoch_minutes"] > 0 for r in rows)
+    assert rows[0]["parameters"] < rows[2]["parameters"] and (tmp_path / "cost.png").stat().st_size > 0
