@@ -27,6 +27,7 @@ from torch import Tensor, nn
 
 from cifar_resnet import Normalization
 from cifar_resnet.device import Compute
+from cifar_resnet.train import lr_at
 
 EPOCHS = 9.9  # airbench94's length, used to place its epoch-based events on the time budget
 BATCH = 1024
@@ -34,6 +35,7 @@ LR, WEIGHT_DECAY, MOMENTUM, BIAS_SCALER = 11.5, 0.0153, 0.85, 64.0
 LABEL_SMOOTHING = 0.2
 EMA_START, EMA_EVERY, EMA_BASE, EMA_POWER = 3 / EPOCHS, 5, 0.95, 3.0
 WHITEN_BIAS_UNTIL = 3 / EPOCHS
+PEAK_AT = 0.23  # the triangular schedule (0.2 -> 1 -> 0.07) is cifar_resnet's 'linear' one: lr_at
 TRANSLATE = 2
 WIDTHS = (64, 256, 256)
 
@@ -87,12 +89,6 @@ def init_whitening(layer: nn.Conv2d, images: Tensor, eps: float = 5e-4) -> None:
     eigenvalues, eigenvectors = eigenvalues.flip(0).view(-1, 1, 1, 1), eigenvectors.T.reshape(c * h * w, c, h, w).flip(0)
     scaled = eigenvectors / torch.sqrt(eigenvalues + eps)
     layer.weight.data[:] = torch.cat((scaled, -scaled))
-
-
-def triangle(done: float, start: float = 0.2, peak_at: float = 0.23, end: float = 0.07) -> float:
-    if done < peak_at:
-        return start + (1 - start) * done / peak_at
-    return 1 + (end - 1) * min(1.0, (done - peak_at) / (1 - peak_at))
 
 
 class Lookahead:
@@ -154,7 +150,7 @@ def train(images: Tensor, labels: Tensor, normalization: Normalization, minutes:
         net.train()
         for xb, yb in batches(x, labels, epoch, batch, generator):
             for group in groups:
-                group["lr"] = group["initial_lr"] * triangle(done)
+                group["lr"] = group["initial_lr"] * lr_at(done, 1.0, PEAK_AT, "linear")
             with compute.autocast():
                 loss = criterion(net(xb).float(), yb)
             optimizer.zero_grad(set_to_none=True)

@@ -62,7 +62,7 @@ def main(argv=None) -> int:
     done = {}  # (network, recipe) -> row: a variant that closes more than one list trains once
     for name in args.only or LISTS:
         print(f"\n{name}: {args.minutes:g} minutes each", flush=True)
-        print(experiments.table([]), flush=True)
+        print(experiments.HEADER, flush=True)
         results[name] = {**stamp, "rows": experiments.compare(LISTS[name](args.minutes), data, done=done)}
         with atomic_write(args.out, "w") as f:  # after every list: a long run keeps what it measured
             f.write(json.dumps(results, indent=1) + "\n")

@@ -129,10 +129,12 @@ def format_row(row: dict) -> str:
             f"{row['val_acc']:>8.2%} {row['val_acc_tta']:>8.2%}")
 
 
+HEADER = f"{'variant':<52} {'parameters':>10} {'epochs':>6} {'min':>6} {'val':>8} {'val+TTA':>8}"  # of format_row
+
+
 def table(rows: list[dict]) -> str:
     """The rows as an aligned text table."""
-    header = f"{'variant':<52} {'parameters':>10} {'epochs':>6} {'min':>6} {'val':>8} {'val+TTA':>8}"
-    return "\n".join([header, *map(format_row, rows)])
+    return "\n".join([HEADER, *map(format_row, rows)])
 
 
 def measured(name: str) -> dict:
