@@ -1,11 +1,12 @@
 """The notebooks' measured experiments: each variant trained for the same minutes, side by side, in one run.
 
-Runs the three lists of `cifar_resnet.experiments` on the training set with the default 5,000-image
-validation split held out: cpu-fast's tricks added one at a time (notebook 03), its augmentations
-(notebook 01) and every preset for the same minutes (notebook 02). Each variant is scored on the
+Runs the lists of `cifar_resnet.experiments` on the training set with the default 5,000-image
+validation split held out: airbench94's tricks added one at a time and its batch size (notebook 03),
+its augmentations (notebook 01) and every preset for the same minutes (notebook 02). Each variant is scored on the
 validation split, plain and with flip-shift test-time augmentation. Writes the rows, stamped with
 the machine and the date, to --out (the file the notebooks read), and prints each table and one JSON line.
-  python benchmarks/experiments.py --data DATA                      # 3 minutes a variant, about 45 minutes
+  python benchmarks/experiments.py --data DATA                      # 3 minutes a variant, about an hour
+  python benchmarks/experiments.py --data DATA --only batches --minutes 5  # the batch sizes, two seeds
   python benchmarks/experiments.py --smoke --minutes 0.02 --out /tmp/x.json   # seconds: checks that it runs
 """
 from __future__ import annotations
@@ -25,8 +26,8 @@ from cifar_resnet.device import Compute
 from cifar_resnet.files import atomic_write
 
 OUT = Path(__file__).resolve().parents[1] / "cifar_resnet" / "measured" / experiments.MEASURED_FILE
-LISTS = {"tricks": experiments.trick_variants, "augmentations": experiments.augmentation_variants,
-         "presets": experiments.preset_variants}
+LISTS = {"tricks": experiments.trick_variants, "batches": experiments.batch_variants,
+         "augmentations": experiments.augmentation_variants, "presets": experiments.preset_variants}
 
 
 def cpu_name() -> str:

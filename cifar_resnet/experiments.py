@@ -1,14 +1,15 @@
 """Side-by-side experiments: each variant of a recipe trained for the same minutes, scored on one split.
 
 ``compare`` trains a list of ``Variant``s one after another, each for the same time budget on the same
-validation split (the default 5,000 images held out), and returns a row per variant. Three lists are
+validation split (the default 5,000 images held out), and returns a row per variant. Four lists are
 defined here, the ones the notebooks discuss:
 
-- ``trick_variants``: cpu-fast's recipe built up from a plain one, one trick at a time (notebook 03);
-- ``augmentation_variants``: cpu-fast without augmentation, with flips only, with flips and crops (01);
+- ``trick_variants``: airbench94's recipe built up from a plain one, one trick at a time (notebook 03);
+- ``batch_variants``: that recipe in batches of 1,024 (airbench94's), 512 (cpu-fast's) and 256, two seeds (03);
+- ``augmentation_variants``: airbench94's recipe without augmentation, with flips only, with flips and crops (01);
 - ``preset_variants``: each preset's network and recipe for the same minutes (02).
 
-``benchmarks/experiments.py`` runs all three on the full training set and saves the rows, stamped with
+``benchmarks/experiments.py`` runs them on the full training set and saves the rows, stamped with
 the machine and the date, in ``cifar_resnet/measured/experiments.json``; ``measured`` reads them back,
 so a notebook shows measured numbers without training for an hour.
 """
@@ -22,17 +23,16 @@ from importlib import resources
 import torch
 
 from .budget import count_parameters
-from .config import ModelConfig, TrainConfig, get_preset
+from .config import AIRBENCH_RECIPE, AIRBENCH_RESNET, ModelConfig, TrainConfig, get_preset
 from .data import CifarData, train_val_split
 from .errors import CifarResnetError
 from .evaluate import evaluate
 from .train import TrainingDivergedError, fit
 
 MEASURED_FILE = "experiments.json"
-BASE_PRESET = "cpu-fast"
 TTA = "flip-shift"  # the test-time augmentation scored beside the plain accuracy
 
-# cpu-fast's tricks, added one at a time to a plain recipe (each row keeps the rows above it)
+# airbench94's tricks, added one at a time to a plain recipe (each row keeps the rows above it)
 TRICKS: tuple[tuple[str, dict], ...] = (
     ("plain: SGD, cosine schedule, random flips and crops",
      dict(whiten_stem=False, label_smoothing=0.0, bias_lr_scale=1.0, lookahead=False, alternate_flip=False,
@@ -42,12 +42,14 @@ TRICKS: tuple[tuple[str, dict], ...] = (
     ("+ biases learn 64x faster", dict(bias_lr_scale=64.0)),
     ("+ lookahead (weight averaging)", dict(lookahead=True)),
     ("+ alternating flips", dict(alternate_flip=True)),
-    ("+ linear schedule: cpu-fast", dict(schedule="linear")),
+    ("+ linear schedule: airbench94's recipe", dict(schedule="linear")),
 )
+BATCHES: tuple[tuple[int, float], ...] = ((1024, 1.5), (512, 0.75), (256, 0.375))  # the rate halves with the batch
+BATCH_SEEDS = (0, 1)
 AUGMENTATIONS: tuple[tuple[str, dict], ...] = (
     ("no augmentation", dict(flip=False, alternate_flip=False, crop_padding=0)),
     ("flips only", dict(crop_padding=0)),
-    ("flips and crops: cpu-fast", {}),
+    ("flips and crops: airbench94's recipe", {}),
 )
 PRESET_NAMES = ("tiny", "small", "cpu-fast", "four-stage", "reference")
 
@@ -67,18 +69,25 @@ def _timed(train: TrainConfig, minutes: float) -> TrainConfig:
 
 
 def trick_variants(minutes: float) -> list[Variant]:
-    """cpu-fast built up from a plain recipe, one trick per variant."""
-    preset, recipe, variants = get_preset(BASE_PRESET), {}, []
+    """airbench94's recipe built up from a plain one, one trick per variant, on cpu-fast's network."""
+    recipe, variants = {}, []
     for label, changes in TRICKS:
         recipe.update(changes)
-        variants.append(Variant(label, preset.model, _timed(dataclasses.replace(preset.train, **recipe), minutes)))
+        recipe_now = dataclasses.replace(AIRBENCH_RECIPE, **recipe)
+        variants.append(Variant(label, AIRBENCH_RESNET, _timed(recipe_now, minutes)))
     return variants
 
 
+def batch_variants(minutes: float) -> list[Variant]:
+    """airbench94's recipe in each batch size of BATCHES, once per seed of BATCH_SEEDS."""
+    return [Variant(f"batches of {batch:,} (lr {lr:g}), seed {seed}", AIRBENCH_RESNET,
+                    _timed(dataclasses.replace(AIRBENCH_RECIPE, batch_size=batch, lr=lr, seed=seed), minutes))
+            for seed in BATCH_SEEDS for batch, lr in BATCHES]
+
+
 def augmentation_variants(minutes: float) -> list[Variant]:
-    """cpu-fast without augmentation, with flips only, and as it is."""
-    preset = get_preset(BASE_PRESET)
-    return [Variant(label, preset.model, _timed(dataclasses.replace(preset.train, **changes), minutes))
+    """airbench94's recipe without augmentation, with flips only, and as it is."""
+    return [Variant(label, AIRBENCH_RESNET, _timed(dataclasses.replace(AIRBENCH_RECIPE, **changes), minutes))
             for label, changes in AUGMENTATIONS]
 
 
@@ -138,8 +147,8 @@ def table(rows: list[dict]) -> str:
 
 
 def measured(name: str) -> dict:
-    """The committed measurement ``name`` ('tricks', 'augmentations' or 'presets'): its rows and where,
-    when and how long each variant was trained."""
+    """The committed measurement ``name`` ('tricks', 'batches', 'augmentations' or 'presets'): its rows and
+    where, when and how long each variant was trained (and a ``note``, where one applies)."""
     text = resources.files("cifar_resnet").joinpath("measured", MEASURED_FILE).read_text()
     runs = json.loads(text)
     if name not in runs:
@@ -153,5 +162,7 @@ def show_measured(name: str) -> list[dict]:
     print(f"Measured on {run['machine']}, {run['date']}: each variant trained {run['minutes']:g} minutes on "
           f"{run['train_images']:,} training images, scored on {run['val_images']:,} held out "
           f"(val+TTA: {TTA} test-time augmentation).")
+    if "note" in run:
+        print(f"Note: {run['note']}.")
     print(table(run["rows"]))
     return run["rows"]

@@ -82,6 +82,6 @@ def test_train_config_repr_shows_minutes_or_epochs_not_both():
 
 def test_a_recipe_describes_itself_from_its_settings():
     fast, reference = get_preset("cpu-fast").train.describe(), get_preset("reference").train.describe()
-    assert fast.startswith("15 minutes in batches of 1024") and "straight line down to 7%" in fast
+    assert fast.startswith("15 minutes in batches of 512") and "straight line down to 7%" in fast
     assert "alternating flips" in fast and "no validation split" in fast and "cosine" not in fast
     assert reference.startswith("30 epochs") and "cosine decay" in reference and "validation split of 10%" in reference

@@ -4,13 +4,14 @@ import dataclasses
 import pytest
 
 from cifar_resnet import experiments, get_preset
+from cifar_resnet.config import AIRBENCH_RECIPE
 from cifar_resnet.errors import CifarResnetError
 
 
-def test_tricks_build_cpu_fast_up_one_trick_at_a_time():
+def test_tricks_build_airbench94s_recipe_up_one_trick_at_a_time_on_cpu_fasts_network():
     variants = experiments.trick_variants(2.0)
     cpu_fast = get_preset("cpu-fast")
-    assert variants[-1].train == dataclasses.replace(cpu_fast.train, minutes=2.0, val_size=None)
+    assert variants[-1].train == dataclasses.replace(AIRBENCH_RECIPE, minutes=2.0, val_size=None)
     assert all(v.model == cpu_fast.model and v.train.minutes == 2.0 and v.train.val_size is None for v in variants)
     plain = variants[0].train
     assert not (plain.whiten_stem or plain.lookahead or plain.alternate_flip)
@@ -21,7 +22,19 @@ def test_tricks_build_cpu_fast_up_one_trick_at_a_time():
         assert len(changed) == 1, (after.label, changed)
 
 
-def test_augmentation_variants_end_with_cpu_fast_and_start_without_augmentation():
+def test_cpu_fast_is_airbench94s_recipe_in_the_batch_size_the_batch_variants_compare():
+    variants = experiments.batch_variants(2.0)
+    assert len(variants) == len(experiments.BATCHES) * len(experiments.BATCH_SEEDS)
+    cpu_fast = get_preset("cpu-fast").train
+    assert dataclasses.replace(AIRBENCH_RECIPE, batch_size=cpu_fast.batch_size, lr=cpu_fast.lr,
+                               minutes=cpu_fast.minutes) == cpu_fast
+    assert (cpu_fast.batch_size, cpu_fast.lr) in experiments.BATCHES
+    assert {(v.train.batch_size, v.train.lr, v.train.seed) for v in variants} == {
+        (batch, lr, seed) for batch, lr in experiments.BATCHES for seed in experiments.BATCH_SEEDS}
+    assert all(v.train.lr / v.train.batch_size == AIRBENCH_RECIPE.lr / AIRBENCH_RECIPE.batch_size for v in variants)
+
+
+def test_augmentation_variants_end_with_airbench94s_recipe_and_start_without_augmentation():
     none, flips, full = experiments.augmentation_variants(1.0)
     assert (none.train.flip, none.train.crop_padding) == (False, 0)
     assert (flips.train.flip, flips.train.crop_padding) == (True, 0)
@@ -35,8 +48,8 @@ def test_compare_trains_a_variant_measured_before_only_once(smoke_data, monkeypa
     variants = experiments.trick_variants(0.01)
     experiments.compare(variants[-1:], smoke_data, show=False, done=done)
     rows = experiments.compare(experiments.augmentation_variants(0.01), smoke_data, show=False, done=done)
-    assert len(calls) == 3  # cpu-fast itself closes both lists: trained once
-    assert rows[-1]["label"] == "flips and crops: cpu-fast"
+    assert len(calls) == 3  # airbench94's recipe closes both lists: trained once
+    assert rows[-1]["label"] == "flips and crops: airbench94's recipe"
 
 
 def test_run_variant_scores_on_the_validation_split(smoke_data):
@@ -47,6 +60,7 @@ def test_run_variant_scores_on_the_validation_split(smoke_data):
 
 
 @pytest.mark.parametrize("name, variants", [("tricks", experiments.trick_variants),
+                                            ("batches", experiments.batch_variants),
                                             ("augmentations", experiments.augmentation_variants),
                                             ("presets", experiments.preset_variants)])
 def test_the_committed_measurements_match_the_variants_the_notebooks_name(name, variants):
