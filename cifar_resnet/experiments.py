@@ -119,7 +119,7 @@ def compare(variants: list[Variant], data: CifarData, device: torch.device | str
     """Train each variant in turn and return its row; ``show`` prints each row as it finishes.
 
     ``done`` maps (network, recipe) to a row already measured on the same data: such a variant is not
-    trained again (cpu-fast itself closes all three lists of the benchmark)."""
+    trained again (airbench94's recipe itself closes the tricks, opens the batches and closes the augmentations)."""
     rows, done = [], {} if done is None else done
     for variant in variants:
         key = (variant.model, variant.train)
