@@ -1,10 +1,11 @@
 """How training cost grows on this machine: images/s and minutes per epoch of the course family's network
-(cpu-fast's layout) against the batch size and the width, from real training steps timed here.
+(cpu-fast's layout) against the batch size and the width, from real training steps timed here, and, from
+runs of versus_airbench.py saved as JSON (--budgets), test accuracy against the minutes budget.
 
 Each point times a few full training steps (forward, backward, optimizer; bf16 autocast where native) after a
 warm-up step, with `cifar_resnet.train.estimate_training_time`, so it says what an epoch of 50,000 images costs
 before a student starts. Prints a table and one JSON line, and draws --figure.
-  python benchmarks/cost.py --figure benchmarks/figures/cost.png     # about 4 minutes on a 2-core CPU
+  python benchmarks/cost.py --figure benchmarks/figures/cost.png --budgets benchmarks/results/versus_*.json
   python benchmarks/cost.py --smoke                                 # seconds: checks that it runs
 """
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import statistics
 import sys
 from pathlib import Path
 
@@ -30,6 +32,7 @@ from cifar_resnet.train import estimate_training_time  # noqa: E402
 
 PRESET = "cpu-fast"
 EPOCH_IMAGES = 50_000
+ACCURACIES = (("cpu_fast_acc", PRESET), ("airbench_acc", "airbench94"))  # versus_airbench.py's keys, with TTA
 
 
 def measure(width: float, batch_size: int, data, steps: int) -> dict:
@@ -41,8 +44,15 @@ def measure(width: float, batch_size: int, data, steps: int) -> dict:
             "batch_size": batch_size, "images_per_s": speed, "epoch_minutes": EPOCH_IMAGES / speed / 60}
 
 
-def figure(rows: list[dict], widths, batches):
-    fig, (speed_ax, epoch_ax) = plt.subplots(1, 2, figsize=(10, 3.6))
+def read_budgets(paths: list[Path]) -> list[dict]:
+    """The JSON lines of versus_airbench.py runs (one per file), by minutes budget."""
+    return sorted((json.loads(path.read_text().strip().splitlines()[-1]) for path in paths),
+                  key=lambda run: run["minutes"])
+
+
+def figure(rows: list[dict], widths, batches, budgets: list[dict]):
+    fig, axes = plt.subplots(1, 3 if budgets else 2, figsize=(15 if budgets else 10, 3.6))
+    speed_ax, epoch_ax = axes[:2]
     for width in widths:
         points = [r for r in rows if r["width"] == width]
         label = f"{width:g}x width ({points[0]['parameters'] / 1e6:.2f}M parameters)"
@@ -56,9 +66,26 @@ def figure(rows: list[dict], widths, batches):
     speed_ax.set(ylabel="training images/s", title="throughput")
     epoch_ax.set(ylabel="minutes per epoch of 50,000 images", title="time per epoch")
     epoch_ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    if budgets:
+        budget_figure(axes[2], budgets)
     fig.suptitle(f"{PRESET}'s layout on {machine()}", fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def budget_figure(ax, budgets: list[dict]) -> None:
+    """Test accuracy (flip-shift TTA) of cpu-fast and airbench94 against the minutes each trained."""
+    minutes = sorted({run["minutes"] for run in budgets})
+    for key, label in ACCURACIES:  # each run a dot, the mean over the runs of a budget a line
+        line, = ax.plot(minutes, [100 * statistics.mean(run[key] for run in budgets if run["minutes"] == m)
+                                  for m in minutes], "-", label=f"{label} (mean of the runs)")
+        ax.plot([run["minutes"] for run in budgets], [100 * run[key] for run in budgets], "o",
+                color=line.get_color(), alpha=0.6)
+    ax.set(xlabel="training minutes (the budget)", ylabel="test accuracy with TTA (%)",
+           title=f"time to accuracy ({budgets[0]['scored_images']:,} test images; a dot a run)")
+    ax.set_xticks(minutes)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
 
 
 def main(argv=None) -> int:
@@ -67,6 +94,8 @@ def main(argv=None) -> int:
     parser.add_argument("--batches", type=int, nargs="+", default=[128, 256, 512, 1024])
     parser.add_argument("--steps", type=int, default=3, help="timed steps per point (after one warm-up step)")
     parser.add_argument("--figure", type=Path, help="where to draw the figure")
+    parser.add_argument("--budgets", type=Path, nargs="*", default=[],
+                        help="versus_airbench.py outputs (its JSON line last), one per minutes budget, to draw")
     parser.add_argument("--smoke", action="store_true", help="two small points: checks that it runs")
     args = parser.parse_args(argv)
     if args.smoke:
@@ -85,7 +114,7 @@ def main(argv=None) -> int:
             print(f"{width:>6g} {r['parameters']:>11,} {batch:>6} {r['images_per_s']:>9,.0f} {r['epoch_minutes']:>10.2f}",
                   flush=True)
     if args.figure:
-        save_figure(figure(rows, args.widths, args.batches), args.figure)
+        save_figure(figure(rows, args.widths, args.batches, read_budgets(args.budgets)), args.figure)
     print(json.dumps({"machine": machine(), "rows": rows}))
     return 0
 

@@ -90,9 +90,15 @@ def test_versus_airbench_smoke_prints_both_scores():
     assert "pair 2, seed 1, cpu-fast" in proc.stdout.split("pair 2, seed 1, airbench94")[0]  # the second pair swaps
 
 
-def test_cost_smoke_times_each_width_and_batch(tmp_path):
+def test_cost_smoke_times_each_width_and_batch_and_draws_the_budgets(tmp_path):
+    budgets = []
+    for k, (minutes, acc) in enumerate(((10, 0.88), (5, 0.85), (10, 0.9))):  # versus_airbench.py outputs: JSON last
+        budgets.append(tmp_path / f"versus_{k}.json")
+        budgets[-1].write_text("a table\n" + json.dumps({"minutes": minutes, "cpu_fast_acc": acc, "airbench_acc": acc,
+                                                           "scored_images": 1000}) + "\n")
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "cost.py"), "--smoke",
-                           "--figure", str(tmp_path / "cost.png")], capture_output=True, text=True, timeout=300)
+                           "--figure", str(tmp_path / "cost.png"), "--budgets", *map(str, budgets)],
+                          capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = json.loads(proc.stdout.strip().splitlines()[-1])["rows"]
     assert [(r["width"], r["batch_size"]) for r in rows] == [(0.25, 16), (0.25, 32), (0.5, 16), (0.5, 32)]
