@@ -5,7 +5,7 @@ runs of versus_airbench.py saved as JSON (--budgets), test accuracy against the 
 Each point times a few full training steps (forward, backward, optimizer; bf16 autocast where native) after a
 warm-up step, with `cifar_resnet.train.estimate_training_time`, so it says what an epoch of 50,000 images costs
 before a student starts. Prints a table and one JSON line, and draws --figure.
-  python benchmarks/cost.py --figure benchmarks/figures/cost.png --budgets benchmarks/results/versus_*.json
+  python benchmarks/cost.py --figure benchmarks/figures/cost.png --budgets benchmarks/results/versus_*.txt
   python benchmarks/cost.py --smoke                                 # seconds: checks that it runs
 """
 from __future__ import annotations
@@ -65,11 +65,11 @@ def figure(rows: list[dict], widths, batches, budgets: list[dict]):
         ax.grid(alpha=0.3)
     speed_ax.set(ylabel="training images/s", title="throughput")
     epoch_ax.set(ylabel="minutes per epoch of 50,000 images", title="time per epoch")
-    epoch_ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    fig.legend(*epoch_ax.get_legend_handles_labels(), loc="lower center", ncol=len(widths), fontsize=8)
     if budgets:
         budget_figure(axes[2], budgets)
     fig.suptitle(f"{PRESET}'s layout on {machine()}", fontsize=8)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.08, 1, 1))  # room for the widths' legend below
     return fig
 
 
