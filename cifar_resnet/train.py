@@ -3,7 +3,7 @@
 ``fit`` reads as its steps: set up the run (``Trainer``), resume it if asked, then per epoch
 train (``fit_epoch``: augmented batches, autocast steps, lookahead), validate and save
 (``end_epoch``). The training images stay on the device as uint8; each step normalizes a batch,
-runs forward and backward under autocast and takes a Nesterov SGD step whose learning rate the
+runs forward and backward under autocast and takes a Nesterov SGD (or Muon) step whose learning rate the
 schedule sets per step. Every epoch ends with a history row and an atomic checkpoint; within an
 epoch a checkpoint is also written every CHECKPOINT_SECONDS, and Ctrl-C (Kernel > Interrupt in
 Jupyter) stops after the running step with a checkpoint. ``resume=True`` continues any of them
@@ -37,6 +37,7 @@ from .errors import CifarResnetError
 from .evaluate import class_shares, predict_logits
 from .files import atomic_write
 from .model import build_model, whiten_stem
+from .muon import Muon
 from .network import Builder, Network
 
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -114,6 +115,20 @@ def parameter_groups(model: nn.Module, weight_decay: float, bias_lr_scale: float
             {"params": [p for _, p in named if p.ndim <= 1 and id(p) not in fast_ids], "weight_decay": 0.0,
              "lr_scale": 1.0},
             {"params": fast, "weight_decay": 0.0, "lr_scale": bias_lr_scale}]
+
+
+def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.SGD:
+    """SGD over ``parameter_groups``; with ``optimizer='muon'``, the filters of bias-free convolutions (the
+    ones a BatchNorm follows) move to a Muon group of their own."""
+    groups = parameter_groups(model, config.weight_decay, config.bias_lr_scale)
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov)
+    filters = {id(m.weight) for m in model.modules() if isinstance(m, nn.Conv2d) and m.bias is None}
+    weights = groups[0]["params"]
+    groups[0]["params"] = [p for p in weights if id(p) not in filters]
+    groups.append({"params": [p for p in weights if id(p) in filters], "orthogonalize": True, "weight_decay": 0.0,
+                   "lr_scale": config.muon_lr / config.lr, "muon_momentum": config.muon_momentum})
+    return Muon(groups, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov)
 
 
 class Lookahead:
@@ -250,8 +265,7 @@ class Trainer:
         train_idx, val_idx = train_val_split(data.train_labels, config.val_size, config.seed)
         self.normalization = Normalization.from_images(data.train_images[train_idx])
         self.model = self._build_model(network, data.train_images[train_idx[:5000]])
-        self.optimizer = torch.optim.SGD(parameter_groups(self.model, config.weight_decay, config.bias_lr_scale),
-                                         lr=config.lr, momentum=config.momentum, nesterov=config.nesterov)
+        self.optimizer = make_optimizer(self.model, config)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.compute.dtype == torch.float16)
         self.lookahead = Lookahead(self.model) if config.lookahead else None
         fill = tuple(round(m * 255) for m in self.normalization.mean)  # erased pixels become 0 after normalizing

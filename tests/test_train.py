@@ -144,9 +144,9 @@ def test_lookahead_moves_model_and_slow_weights_to_their_average_more_strongly_l
     torch.testing.assert_close(lookahead.slow[0], model.state_dict()[next(iter(model.state_dict()))])
 
 
-@pytest.mark.parametrize("lookahead", [False, True])
-def test_an_interrupted_and_resumed_run_equals_an_uninterrupted_one(smoke_data, tmp_path, lookahead):
-    config = TrainConfig(**{**QUICK.to_dict(), "lookahead": lookahead})
+@pytest.mark.parametrize("changes", [{}, {"lookahead": True}, {"optimizer": "muon"}])
+def test_an_interrupted_and_resumed_run_equals_an_uninterrupted_one(smoke_data, tmp_path, changes):
+    config = TrainConfig(**{**QUICK.to_dict(), **changes})
     full = fit(TINY, config, smoke_data, tmp_path / "full", progress=False)
 
     def stop_after_first_epoch(history):
