@@ -1,12 +1,13 @@
 """The notebooks' measured experiments: each variant trained for the same minutes, side by side, in one run.
 
 Runs the lists of `cifar_resnet.experiments` on the training set with the default 5,000-image
-validation split held out: airbench94's tricks added one at a time and its batch size (notebook 03),
+validation split held out: airbench94's tricks added one at a time, its batch size and SGD against Muon (notebook 03),
 its augmentations (notebook 01) and every preset for the same minutes (notebook 02). Each variant is scored on the
 validation split, plain and with flip-shift test-time augmentation. Writes the rows, stamped with
 the machine and the date, to --out (the file the notebooks read), and prints each table and one JSON line.
   python benchmarks/experiments.py --data DATA                      # 3 minutes a variant, about an hour
   python benchmarks/experiments.py --data DATA --only batches --minutes 5  # the batch sizes, two seeds
+  python benchmarks/experiments.py --data DATA --only optimizers --minutes 5  # SGD and Muon, two seeds
   python benchmarks/experiments.py --smoke --minutes 0.02 --out /tmp/x.json   # seconds: checks that it runs
 """
 from __future__ import annotations
@@ -27,6 +28,7 @@ from cifar_resnet.files import atomic_write
 
 OUT = Path(__file__).resolve().parents[1] / "cifar_resnet" / "measured" / experiments.MEASURED_FILE
 LISTS = {"tricks": experiments.trick_variants, "batches": experiments.batch_variants,
+         "optimizers": experiments.optimizer_variants,
          "augmentations": experiments.augmentation_variants, "presets": experiments.preset_variants}
 
 

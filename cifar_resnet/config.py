@@ -225,6 +225,9 @@ class TrainConfig:
             raise ConfigurationError(f"schedule = {self.schedule!r}: use one of {SCHEDULES}")
         if self.optimizer not in OPTIMIZERS:
             raise ConfigurationError(f"optimizer = {self.optimizer!r}: use one of {OPTIMIZERS}")
+        if self.muon_lr <= 0 or not 0 <= self.muon_momentum < 1:
+            raise ConfigurationError(f"muon_lr = {self.muon_lr}, muon_momentum = {self.muon_momentum}: the rate must "
+                                     f"be > 0 and the momentum in [0, 1)")
         if not 0 <= self.erasing <= 1:
             raise ConfigurationError(f"erasing = {self.erasing}: a probability in [0, 1]")
         if self.alternate_flip and not self.flip:

@@ -1,11 +1,12 @@
 """Side-by-side experiments: each variant of a recipe trained for the same minutes, scored on one split.
 
 ``compare`` trains a list of ``Variant``s one after another, each for the same time budget on the same
-validation split (the default 5,000 images held out), and returns a row per variant. Four lists are
+validation split (the default 5,000 images held out), and returns a row per variant. Five lists are
 defined here, the ones the notebooks discuss:
 
 - ``trick_variants``: airbench94's recipe built up from a plain one, one trick at a time (notebook 03);
-- ``batch_variants``: that recipe in batches of 1,024 (airbench94's), 512 (cpu-fast's) and 256, two seeds (03);
+- ``batch_variants``: that recipe in batches of 1,024 (airbench94's), 512 and 256, two seeds (03);
+- ``optimizer_variants``: cpu-fast's recipe with SGD on every parameter and with Muon on the conv filters, two seeds (03);
 - ``augmentation_variants``: airbench94's recipe without augmentation, with flips only, with flips and crops (01);
 - ``preset_variants``: each preset's network and recipe for the same minutes (02).
 
@@ -45,7 +46,7 @@ TRICKS: tuple[tuple[str, dict], ...] = (
     ("+ linear schedule: airbench94's recipe", dict(schedule="linear")),
 )
 BATCH_SIZES = (1024, 512, 256)  # each at airbench94's learning rate per image: the rate halves with the batch
-BATCH_SEEDS = (0, 1)
+SEEDS = (0, 1)  # the lists of close variants (batch sizes, optimizers) run once per seed
 AUGMENTATIONS: tuple[tuple[str, dict], ...] = (
     ("no augmentation", dict(flip=False, alternate_flip=False, crop_padding=0)),
     ("flips only", dict(crop_padding=0)),
@@ -79,11 +80,21 @@ def trick_variants(minutes: float) -> list[Variant]:
 
 
 def batch_variants(minutes: float) -> list[Variant]:
-    """airbench94's recipe in each of BATCH_SIZES, once per seed of BATCH_SEEDS."""
+    """airbench94's recipe in each of BATCH_SIZES, once per seed of SEEDS."""
     recipes = [dataclasses.replace(with_batch_size(AIRBENCH_RECIPE, batch), seed=seed)
-               for seed in BATCH_SEEDS for batch in BATCH_SIZES]
+               for seed in SEEDS for batch in BATCH_SIZES]
     return [Variant(f"batches of {r.batch_size:,} (lr {r.lr:g}), seed {r.seed}", AIRBENCH_RESNET, _timed(r, minutes))
             for r in recipes]
+
+
+def optimizer_variants(minutes: float) -> list[Variant]:
+    """cpu-fast's recipe with airbench94's optimizer (SGD on every parameter) and as it is (Muon on the conv
+    filters), once per seed of SEEDS."""
+    recipe = get_preset("cpu-fast").train
+    arms = (("SGD on every parameter", dataclasses.replace(recipe, optimizer="sgd")),
+            ("Muon on the conv filters: cpu-fast's recipe", recipe))
+    return [Variant(f"{label}, seed {seed}", AIRBENCH_RESNET, _timed(dataclasses.replace(train, seed=seed), minutes))
+            for seed in SEEDS for label, train in arms]
 
 
 def augmentation_variants(minutes: float) -> list[Variant]:
@@ -148,7 +159,7 @@ def table(rows: list[dict]) -> str:
 
 
 def measured(name: str) -> dict:
-    """The committed measurement ``name`` ('tricks', 'batches', 'augmentations' or 'presets'): its rows and
+    """The committed measurement ``name`` ('tricks', 'batches', 'optimizers', 'augmentations' or 'presets'): its rows and
     where, when and how long each variant was trained (and a ``note``, where one applies)."""
     text = resources.files("cifar_resnet").joinpath("measured", MEASURED_FILE).read_text()
     runs = json.loads(text)

@@ -208,6 +208,21 @@ def experiment(rows: list[dict], title: str) -> Figure:
     return fig
 
 
+def singular_values(spectra: dict[str, torch.Tensor], title: str) -> Figure:
+    """Each matrix's singular values, largest first, as fractions of its largest (log scale): how evenly a
+    step spreads over its directions."""
+    fig, ax = plt.subplots(figsize=(7, 3))
+    for label, values in spectra.items():
+        values = values.sort(descending=True).values
+        ax.plot(np.arange(1, len(values) + 1), (values / values[0]).numpy(), label=label)
+    ax.set(yscale="log", xlabel="direction (singular value, largest first)", ylabel="share of the largest",
+           title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def gradient_norms(norms: dict[str, dict[str, float]]) -> Figure:
     """The gradient's norm on each part of the network, one bar group per variant (log scale)."""
     fig, ax = plt.subplots(figsize=(9, 3.2))

@@ -59,7 +59,8 @@ def test_unknown_fields_and_presets_are_refused():
     (dict(epochs=0), "epochs = 0"), (dict(minutes=-1.0), "minutes = -1.0"),
     (dict(warmup=1.0), "warmup"), (dict(amp="fp8"), "amp = 'fp8'"), (dict(erasing=2.0), "erasing"),
     (dict(flip=False, alternate_flip=True), "alternate_flip = True needs flip = True"),
-    (dict(schedule="step"), "schedule = 'step'"),
+    (dict(schedule="step"), "schedule = 'step'"), (dict(optimizer="adam"), "optimizer = 'adam'"),
+    (dict(optimizer="muon", muon_momentum=1.0), "muon_momentum = 1.0"),
 ])
 def test_invalid_train_configs(kwargs, message):
     with pytest.raises(ConfigurationError, match=message.replace("(", r"\(")):

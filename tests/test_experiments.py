@@ -25,14 +25,23 @@ def test_tricks_build_airbench94s_recipe_up_one_trick_at_a_time_on_cpu_fasts_net
 def test_cpu_fast_is_airbench94s_recipe_in_the_batch_size_the_batch_variants_compare():
     variants = experiments.batch_variants(2.0)
     batches = {(1024, 1.5), (512, 0.75), (256, 0.375)}  # (batch size, learning rate): the rate per image kept
-    assert len(variants) == len(batches) * len(experiments.BATCH_SEEDS)
+    assert len(variants) == len(batches) * len(experiments.SEEDS)
     cpu_fast = get_preset("cpu-fast").train
     assert dataclasses.replace(AIRBENCH_RECIPE, batch_size=cpu_fast.batch_size, lr=cpu_fast.lr,
-                               minutes=cpu_fast.minutes) == cpu_fast
+                               minutes=cpu_fast.minutes, optimizer="muon") == cpu_fast
     assert (cpu_fast.batch_size, cpu_fast.lr) in batches
     assert {(v.train.batch_size, v.train.lr, v.train.seed) for v in variants} == {
-        (batch, lr, seed) for batch, lr in batches for seed in experiments.BATCH_SEEDS}
+        (batch, lr, seed) for batch, lr in batches for seed in experiments.SEEDS}
     assert all(v.train.lr / v.train.batch_size == AIRBENCH_RECIPE.lr / AIRBENCH_RECIPE.batch_size for v in variants)
+
+
+def test_optimizer_variants_are_cpu_fast_with_sgd_and_as_it_is_the_sgd_arm_a_batch_variant():
+    variants = experiments.optimizer_variants(5.0)
+    assert [v.train.optimizer for v in variants] == ["sgd", "muon"] * len(experiments.SEEDS)
+    cpu_fast = dataclasses.replace(get_preset("cpu-fast").train, minutes=5.0, val_size=None)
+    assert variants[1].train == cpu_fast and variants[1].model == get_preset("cpu-fast").model
+    batch_trains = {v.train for v in experiments.batch_variants(5.0)}
+    assert all(v.train in batch_trains for v in variants if v.train.optimizer == "sgd")  # measured once in one run
 
 
 def test_augmentation_variants_end_with_airbench94s_recipe_and_start_without_augmentation():
@@ -62,6 +71,7 @@ def test_run_variant_scores_on_the_validation_split(smoke_data):
 
 @pytest.mark.parametrize("name, variants", [("tricks", experiments.trick_variants),
                                             ("batches", experiments.batch_variants),
+                                            ("optimizers", experiments.optimizer_variants),
                                             ("augmentations", experiments.augmentation_variants),
                                             ("presets", experiments.preset_variants)])
 def test_the_committed_measurements_match_the_variants_the_notebooks_name(name, variants):

@@ -38,6 +38,7 @@ def test_every_figure_draws_and_saves(smoke_data, tmp_path):
         "per_class": plots.per_class_accuracy({"plain": evaluation}),
         "mistakes": plots.confident_mistakes(images, evaluation, k=8),
         "scaling": plots.budget_scaling({"m": reports}, PARAMETER_BUDGET),
+        "spectra": plots.singular_values({"a": torch.rand(16) + 0.1, "b": torch.ones(16)}, "steps"),
     }
     for name, fig in figures.items():
         assert isinstance(fig, Figure), name
