@@ -2,7 +2,8 @@
 network, and the size of the gradient that reaches each part of it.
 
 Notebook 02 compares the reference network with and without its shortcuts, and with and without
-the zero-initialized last BatchNorm of each block.
+the zero-initialized last BatchNorm of each block; notebook 03 looks at one batch's gradient of a
+convolution before and after Muon orthogonalizes it.
 """
 from __future__ import annotations
 
@@ -16,11 +17,16 @@ from .data import Normalization
 from .model import BasicBlock, build_model
 
 
-def gradient_norms(model: nn.Module, images: Tensor, labels: Tensor, normalization: Normalization) -> dict[str, float]:
-    """The gradient's norm on each part's weights (stem, stage i, head) after one batch, in training mode."""
+def backward_one_batch(model: nn.Module, images: Tensor, labels: Tensor, normalization: Normalization) -> None:
+    """One batch forward and backward in training mode: each parameter's ``grad`` is then that batch's gradient."""
     model.train()
     model.zero_grad(set_to_none=True)
     F.cross_entropy(model(normalization(images)), labels).backward()
+
+
+def gradient_norms(model: nn.Module, images: Tensor, labels: Tensor, normalization: Normalization) -> dict[str, float]:
+    """The gradient's norm on each part's weights (stem, stage i, head) after one batch, in training mode."""
+    backward_one_batch(model, images, labels, normalization)
     squares: dict[str, float] = {}
     for name, parameter in model.named_parameters():
         if parameter.grad is not None:
