@@ -14,11 +14,11 @@ from .errors import CifarResnetError
 IMAGE_SIZE = 32
 PARAMETER_BUDGET = 5_000_000
 DOWNSAMPLING = ("stride", "maxpool")
-STYLES = ("torchvision", "airbench")
 SCHEDULES = ("cosine", "linear")
 OPTIMIZERS = ("sgd", "muon")
 LINEAR_END_SHARE = 0.07  # where the 'linear' schedule ends, as a share of the peak (airbench's)
 AMP_MODES = ("auto", "bf16", "fp16", "off")
+EXECUTION_FIELDS = ("amp", "channels_last", "compile", "eval_batch_size")  # how a run computes, not what it learns
 TTA_MODES = ("off", "flip", "flip-shift")  # test-time augmentation: none, with the mirror image, also shifted
 SUBMISSION_COLUMNS = ("ID", "Labels")  # the course's Kaggle submission header
 DEFAULT_PRESET = "reference"  # the course's network: what the command line trains unless told otherwise
@@ -26,6 +26,40 @@ DEFAULT_PRESET = "reference"  # the course's network: what the command line trai
 
 class ConfigurationError(CifarResnetError, ValueError):
     """A configuration value is impossible; the message names the value."""
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """How a network layout shapes its feature maps: what checking and sizing a configuration needs, apart
+    from the builder that makes the layers (``model.LAYOUTS``), so that this module needs no model code.
+
+    stem_size:          side of the stem's output map
+    stem_channels:      the stem's width (None: C_1, the first stage's)
+    halves_first_stage: whether stage 1 halves the map too (every later stage does)
+    rounds_up:          halving rounds up (a stride-2 'same' conv, a ceil-mode pool) or down (an unpadded 2x2 pool)
+    downsample:         the one ``downsample`` the layout allows (None: either)
+    """
+
+    stem_size: int
+    stem_channels: int | None
+    halves_first_stage: bool
+    rounds_up: bool
+    downsample: str | None = None
+
+    def halves(self, stage: int) -> bool:
+        """Whether stage ``stage`` (0-based) halves the map."""
+        return stage > 0 or self.halves_first_stage
+
+    def halve(self, size: int) -> int:
+        return (size + 1) // 2 if self.rounds_up else size // 2
+
+
+GEOMETRIES = {  # ModelConfig.style -> its geometry; model.LAYOUTS builds each style's layers
+    "torchvision": Geometry(stem_size=IMAGE_SIZE, stem_channels=None, halves_first_stage=False, rounds_up=True),
+    "airbench": Geometry(stem_size=IMAGE_SIZE - 1, stem_channels=24, halves_first_stage=True, rounds_up=False,
+                         downsample="maxpool"),  # an unpadded 2x2 stem of 12 patch directions and their negatives
+}
+STYLES = tuple(GEOMETRIES)
 
 
 def _per_stage(name: str, value, stages: int) -> tuple[int, ...]:
@@ -58,8 +92,8 @@ class ModelConfig:
     downsample:  how stages halve the map in their first block: 'stride' (a stride-2 conv1 and
                  shortcut, as torchvision's ResNet) or 'maxpool' (conv1 at the full size, then a
                  2x2 max pool; the shortcut pools first)
-    style:       the network's layout: 'torchvision' or 'airbench', each described by its builder
-                 (``model.TorchvisionLayout``, ``model.AirbenchLayout``)
+    style:       the network's layout: 'torchvision' or 'airbench', each shaped by its ``Geometry`` and
+                 built by its builder (``model.TorchvisionLayout``, ``model.AirbenchLayout``)
     An int for ``kernel`` or ``skip_kernel`` applies to every stage.
     """
 
@@ -99,7 +133,9 @@ class ModelConfig:
             raise ConfigurationError(f"style = {self.style!r}: use one of {STYLES}")
         if self.downsample not in DOWNSAMPLING:
             raise ConfigurationError(f"downsample = {self.downsample!r}: use one of {DOWNSAMPLING}")
-        self.layout.check(self)
+        if self.geometry.downsample not in (None, self.downsample):
+            raise ConfigurationError(f"style = {self.style!r} halves every stage with a 2x2 max pool: "
+                                     f"set downsample = {self.geometry.downsample!r}")
         size = self.feature_sizes[-1]
         if not isinstance(self.pool, int) or isinstance(self.pool, bool) or self.pool < 1:
             raise ConfigurationError(f"pool = {self.pool!r}: must be an integer >= 1")
@@ -111,11 +147,14 @@ class ModelConfig:
             raise ConfigurationError(f"num_classes = {self.num_classes!r}: must be an integer >= 1")
 
     @property
-    def layout(self):
-        """The builder of this configuration's style (``model.LAYOUTS[style]``), which also knows its map sizes."""
-        from .model import LAYOUTS  # model imports this module: look the builder up when asked
+    def geometry(self) -> Geometry:
+        """How this configuration's style shapes the feature maps."""
+        return GEOMETRIES[self.style]
 
-        return LAYOUTS[self.style]
+    @property
+    def stem_channels(self) -> int:
+        """The stem's output channels."""
+        return self.geometry.stem_channels or self.channels[0]
 
     @property
     def stages(self) -> int:
@@ -125,13 +164,14 @@ class ModelConfig:
     @property
     def feature_sizes(self) -> tuple[int, ...]:
         """Side of each stage's output map, from the stem's map halved by the stages that halve it."""
-        layout, sizes, size = self.layout, [], self.layout.stem_size
+        geometry, sizes = self.geometry, []
+        size = geometry.stem_size
         for i in range(self.stages):
-            if layout.halves(i):
+            if geometry.halves(i):
                 if size < 2:
                     raise ConfigurationError(f"stage {i + 1} would halve a {size}x{size} feature map, which "
                                              f"vanishes: use at most {i} stages")
-                size = layout.halve(size)
+                size = geometry.halve(size)
             sizes.append(size)
         return tuple(sizes)
 
@@ -181,6 +221,8 @@ class TrainConfig:
     (``muon.Muon``: orthogonalized momentum ``muon_momentum``, a peak rate of ``muon_lr`` on the same schedule,
     filters kept at a fixed norm instead of weight decay) and everything else with SGD as above; 'sgd' steps
     everything with SGD.
+    ``amp``, ``channels_last``, ``compile`` and ``eval_batch_size`` (EXECUTION_FIELDS) say how a run computes,
+    not what it learns: a resumed run may change them; every other field is the recipe, which it may not.
     """
 
     epochs: int = 30
@@ -255,6 +297,11 @@ class TrainConfig:
                 f"momentum {self.momentum:g}, a peak learning rate of {self.lr:g} reached over the first "
                 f"{self.warmup:.0%} and then {decay}, weight decay {self.weight_decay:g} on {decayed}, label smoothing "
                 f"{self.label_smoothing:g}, {crop}, {flips}" + "".join(f", {e}" for e in extras) + f"; {split}.")
+
+    def changes(self, new: "TrainConfig") -> dict[str, tuple[Any, Any]]:
+        """{field: (value here, value in ``new``)} for every field that ``new`` changes."""
+        return {f.name: (getattr(self, f.name), getattr(new, f.name)) for f in dataclasses.fields(self)
+                if getattr(self, f.name) != getattr(new, f.name)}
 
     def __repr__(self) -> str:  # ``epochs`` is left out when ``minutes`` replaces it
         shown = [f.name for f in dataclasses.fields(self) if f.name != "epochs" or self.minutes is None]

@@ -2,7 +2,8 @@
 
 Blocks take their parts (norm layer, activation) as arguments; each network layout is one builder
 that owns its stem, stages, head and initialization. ``LAYOUTS`` maps ``ModelConfig.style`` to
-its builder: the one place where a style is chosen.
+its builder: the one place where a style is chosen. How each layout shapes the feature maps
+(``config.Geometry``) lives with the configuration, which checks it without building anything.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .config import ModelConfig, ConfigurationError
+from .config import ModelConfig
 
 NormLayer = Callable[[int], nn.Module]  # channels -> a norm layer
 Activation = Callable[[], nn.Module]
@@ -93,29 +94,15 @@ class TorchvisionLayout:
     each residual branch starts as (almost) nothing: its last BatchNorm's scale is zero.
     """
 
-    stem_size = 32  # a 'same' 3x3 conv
     classifier_bias, logit_scale = True, 1.0
 
-    def stem_channels(self, config: ModelConfig) -> int:
-        return config.channels[0]
-
-    def halves(self, stage: int) -> bool:
-        """Whether stage ``stage`` (0-based) halves the map: every stage but the first."""
-        return stage > 0
-
-    def halve(self, size: int) -> int:
-        return (size + 1) // 2  # stride 2 with 'same' padding, or a ceil-mode max pool
-
-    def check(self, config: ModelConfig) -> None:
-        """Nothing beyond ModelConfig's own checks."""
-
     def stem(self, config: ModelConfig) -> nn.Module:
-        channels = self.stem_channels(config)
+        channels = config.stem_channels
         return nn.Sequential(conv(3, channels, 3), nn.BatchNorm2d(channels), nn.ReLU(inplace=True))
 
     def stage(self, config: ModelConfig, index: int, in_channels: int) -> nn.Sequential:
         out_channels, kernel, skip = config.channels[index], config.kernel[index], config.skip_kernel[index]
-        halve = self.halves(index)
+        halve = config.geometry.halves(index)
         pooled = halve and config.downsample == "maxpool"
         layers = [BasicBlock(in_channels, out_channels, kernel, skip, stride=2 if halve and not pooled else 1,
                              maxpool=pooled)]
@@ -146,26 +133,10 @@ class AirbenchLayout:
     its inputs (dirac on its first C_in filters).
     """
 
-    stem_size = 31
-    STEM_CHANNELS = 24  # the 2x2 whitening stem: 12 patch directions and their negatives
     classifier_bias, logit_scale = False, 1 / 9
 
-    def stem_channels(self, config: ModelConfig) -> int:
-        return self.STEM_CHANNELS
-
-    def halves(self, stage: int) -> bool:
-        return True
-
-    def halve(self, size: int) -> int:
-        return size // 2  # a 2x2 max pool without padding
-
-    def check(self, config: ModelConfig) -> None:
-        if config.downsample != "maxpool":
-            raise ConfigurationError("style = 'airbench' halves every stage with a 2x2 max pool: "
-                                     "set downsample = 'maxpool'")
-
     def stem(self, config: ModelConfig) -> nn.Module:
-        return nn.Sequential(nn.Conv2d(3, self.STEM_CHANNELS, 2, bias=True), nn.GELU())
+        return nn.Sequential(nn.Conv2d(3, config.stem_channels, 2, bias=True), nn.GELU())
 
     def stage(self, config: ModelConfig, index: int, in_channels: int) -> nn.Sequential:
         channels, kernel = config.channels[index], config.kernel[index]
@@ -197,7 +168,7 @@ class ResNet(nn.Module):
         self.config = config
         layout = LAYOUTS[config.style]
         self.stem = layout.stem(config)
-        stages, in_channels = [], layout.stem_channels(config)
+        stages, in_channels = [], config.stem_channels
         for index in range(config.stages):
             stages.append(layout.stage(config, index, in_channels))
             in_channels = config.channels[index]
