@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from cifar_resnet import Normalization
 from cifar_resnet.device import Compute
-from cifar_resnet.train import lr_at
+from cifar_resnet.schedule import lr_at
 
 EPOCHS = 9.9  # airbench94's length, used to place its epoch-based events on the time budget
 BATCH = 1024

@@ -29,10 +29,11 @@ from reference import REFERENCE, reference_loader, reference_optimizer
 from cifar_resnet import Normalization, build_model, evaluate, get_preset, load_cifar10, load_model, read_history
 from cifar_resnet.budget import count_training_flops
 from cifar_resnet.data import train_val_split
-from cifar_resnet.device import device_description, select_device
+from cifar_resnet.device import Compute, device_description, select_device
 from cifar_resnet.plots import save_figure
 
 PRESET = "cpu-fast"
+FLOAT32 = Compute.choose("cpu", amp="off")  # how the reference recipe computes
 
 
 def train_cpu_fast(minutes: float, out: Path, smoke: bool, *flags: str) -> list[dict]:
@@ -73,7 +74,7 @@ def train_reference(data, train_idx, val_idx, normalization, minutes: float, poi
             if trained >= marks[0]:
                 scoring = time.perf_counter()
                 curve.append({"minutes": trained / 60, "images": seen,
-                              "val_acc": evaluate(model, val_x, val_y, normalization, amp="off").accuracy})
+                              "val_acc": evaluate(model, val_x, val_y, normalization, compute=FLOAT32).accuracy})
                 paused += time.perf_counter() - scoring
                 print(f"reference recipe: {curve[-1]}", flush=True)
                 marks.pop(0)
@@ -131,7 +132,7 @@ def main(argv=None) -> int:
     normalization = Normalization.from_images(data.train_images[train_idx])
     curve, reference_model = train_reference(data, train_idx, val_idx, normalization, args.minutes, args.points)
     reference_test = evaluate(reference_model, data.test_images, data.test_labels, normalization,
-                              amp="off").accuracy  # float32, as the reference does
+                              compute=FLOAT32).accuracy  # float32, as the reference does
 
     print(f"\nvalidation accuracy, both trained on the split\n{'minutes':>8} {'reference':>10} {PRESET:>10}")
     for point in curve:

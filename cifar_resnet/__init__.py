@@ -8,6 +8,7 @@ from .device import select_device
 from .errors import CifarResnetError
 from .evaluate import Evaluation, evaluate, predict_logits
 from .model import BasicBlock, ResNet, build_model
-from .train import TrainResult, fit, read_history
+from .run_folder import read_history
+from .train import TrainResult, fit
 
 __version__ = "0.1.0"

@@ -31,10 +31,10 @@ class ArchitectureMismatchError(CifarResnetError):
     """A checkpoint does not belong to the model configuration it is loaded into."""
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Checkpoint:
-    """The contents of a checkpoint file. ``model_config`` is the network: the course's ResNet as a
-    ModelConfig, or a student's own as a ``network.Builder``."""
+    """The contents of a checkpoint file, built from keywords. ``model_config`` is the network: the course's
+    ResNet as a ModelConfig, or a student's own as a ``network.Builder``."""
 
     model_config: Network
     normalization: Normalization

@@ -20,8 +20,9 @@ from .config import DEFAULT_PRESET, ModelConfig, TrainConfig, get_preset
 from .data import CifarData, data_root, find_under, smoke_mode, write_kaggle_pickle
 from .device import select_device
 from .errors import CifarResnetError
+from .run_folder import CHECKPOINT_FILE
 from .runtime import output_root
-from .train import CHECKPOINT_FILE, fit
+from .train import fit
 
 KAGGLE_PICKLE = "cifar_test_nolabel.pkl"
 SMOKE_PRESET = "tiny"
@@ -102,7 +103,7 @@ def settings(smoke: bool | None = None, preset: str | None = None, minutes: floa
     return CourseSettings(smoke, preset, minutes, project, output_root(project))
 
 
-def find_run(course: CourseSettings, data: CifarData) -> Path:
+def find_or_train_run(course: CourseSettings, data: CifarData) -> Path:
     """The run folder of notebook 03. In smoke mode a missing run is trained here (briefly)."""
     if (course.run_dir / CHECKPOINT_FILE).is_file():
         return course.run_dir
@@ -115,7 +116,7 @@ def find_run(course: CourseSettings, data: CifarData) -> Path:
     return course.run_dir
 
 
-def find_kaggle_pickle(course: CourseSettings, data: CifarData, root: str | os.PathLike | None = None) -> Path:
+def find_or_write_kaggle_pickle(course: CourseSettings, data: CifarData, root: str | os.PathLike | None = None) -> Path:
     """The course's unlabeled test pickle under the data folder (in a Kaggle notebook, wherever it
     sits under /kaggle/input), or in the run folder.
 
@@ -129,7 +130,7 @@ def find_kaggle_pickle(course: CourseSettings, data: CifarData, root: str | os.P
     if not course.smoke:
         raise CifarResnetError(f"no {KAGGLE_PICKLE} under {root.resolve()}: download it from the course's "
                                f"Kaggle competition into that folder")
-    order = torch.randperm(len(data.test_labels), generator=torch.Generator().manual_seed(0))
+    order = torch.randperm(len(data.test_labels), generator=torch.Generator().manual_seed(0), device="cpu")
     path = write_kaggle_pickle(course.run_dir / KAGGLE_PICKLE, data.test_images[order], np.arange(len(order)))
     print(f"No {KAGGLE_PICKLE} found; wrote a stand-in from the {len(order)} smoke test images to {path}.")
     return path

@@ -160,7 +160,7 @@ def _read_split(folder: Path, names: tuple[str, ...]) -> tuple[Tensor, Tensor]:
 
 def first_per_class(labels: Tensor, per_class: int) -> Tensor:
     """Indices of the first ``per_class`` images of each class, in file order."""
-    keep = torch.zeros(len(labels), dtype=torch.bool)
+    keep = torch.zeros(len(labels), dtype=torch.bool, device=labels.device)
     for c in labels.unique():
         keep[torch.nonzero(labels == c).flatten()[:per_class]] = True
     return torch.nonzero(keep).flatten()
@@ -219,11 +219,12 @@ def train_val_split(labels: Tensor, val_size: int | None = None, seed: int = 0) 
     quota = exact.floor().long()
     remainder = val_size - int(quota.sum())
     quota[torch.argsort(exact - quota, descending=True, stable=True)[:remainder]] += 1
+    labels = labels.cpu()  # the split is drawn on the CPU, whatever the default device
     generator = torch.Generator().manual_seed(seed)
-    is_val = torch.zeros(n, dtype=torch.bool)
+    is_val = torch.zeros(n, dtype=torch.bool, device="cpu")
     for c, q in zip(classes, quota):
         members = torch.nonzero(labels == c).flatten()
-        is_val[members[torch.randperm(len(members), generator=generator)[:q]]] = True
+        is_val[members[torch.randperm(len(members), generator=generator, device="cpu")[:q]]] = True
     return torch.nonzero(~is_val).flatten(), torch.nonzero(is_val).flatten()
 
 

@@ -5,6 +5,7 @@ Kaggle submission all call it, so they normalize and batch images identically.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -13,7 +14,8 @@ from torch import Tensor, nn
 
 from .config import TTA_MODES, ConfigurationError
 from .data import CLASSES, Normalization
-from .device import Compute, autocast_dtype
+from .device import Compute
+
 
 def tta_mode(tta: bool | str) -> str:
     """'off', 'flip' or 'flip-shift' for ``tta`` given as one of those or as a bool (True = 'flip')."""
@@ -23,7 +25,7 @@ def tta_mode(tta: bool | str) -> str:
     return mode
 
 
-def _tta_logits(model: nn.Module, x: Tensor, mode: str) -> Tensor:
+def _tta_logits(model: nn.Module, x: Tensor, mode: str, memory_format: torch.memory_format) -> Tensor:
     """The model's logits for x, averaged over the test-time views of ``mode``."""
     def with_mirror(v: Tensor) -> Tensor:
         return (model(v).float() + model(v.flip(3)).float()) / 2 if mode != "off" else model(v).float()
@@ -31,36 +33,37 @@ def _tta_logits(model: nn.Module, x: Tensor, mode: str) -> Tensor:
     logits = with_mirror(x)
     if mode == "flip-shift":  # half on the image, a quarter each on it moved 1 pixel up-left and down-right
         padded = F.pad(x, (1, 1, 1, 1), mode="reflect")
-        logits = (logits / 2 + with_mirror(padded[..., :-2, :-2].contiguous(memory_format=torch.channels_last)) / 4
-                  + with_mirror(padded[..., 2:, 2:].contiguous(memory_format=torch.channels_last)) / 4)
+        logits = (logits / 2 + with_mirror(padded[..., :-2, :-2].contiguous(memory_format=memory_format)) / 4
+                  + with_mirror(padded[..., 2:, 2:].contiguous(memory_format=memory_format)) / 4)
     return logits
 
 
 @torch.no_grad()
 def predict_logits(model: nn.Module, images: Tensor, normalization: Normalization, *,
-                   batch_size: int = 1024, tta: bool | str = False, amp: str = "auto",
-                   compute: Compute | None = None) -> Tensor:
+                   batch_size: int = 1024, tta: bool | str = False, compute: Compute | None = None) -> Tensor:
     """Logits (N, classes) in float32 on the CPU for uint8 images (N, 3, 32, 32).
 
     Images move to the model's device one batch at a time, so memory stays at one batch.
     ``tta``: 'flip' (or True) averages the logits of each image and its mirror image;
     'flip-shift' also those of both moved one pixel diagonally each way (6 views in all).
-    ``compute``: the precision a run already decided (``device.Compute``); else ``amp`` on the model's device.
+    ``compute``: how to compute (``device.Compute``: a run's, else one chosen for the model's device); the
+    images go to the device the model is on.
     """
     mode = tta_mode(tta)
-    device = next(model.parameters()).device  # where the model is, in the precision decided for the run
-    compute = Compute(device, compute.dtype if compute else autocast_dtype(amp, device))
+    device = next(model.parameters()).device
+    compute = dataclasses.replace(compute, device=device) if compute else Compute.choose(device)
+    memory_format = torch.channels_last if compute.channels_last else torch.contiguous_format
     was_training = model.training
     model.eval()
     outputs = []
     for start in range(0, len(images), batch_size):
         x = images[start:start + batch_size].to(device, non_blocking=True)
-        x = normalization(x.contiguous(memory_format=torch.channels_last))
+        x = normalization(x.contiguous(memory_format=memory_format))
         with compute.autocast():
-            logits = _tta_logits(model, x, mode)
+            logits = _tta_logits(model, x, mode, memory_format)
         outputs.append(logits.cpu())
     model.train(was_training)
-    return torch.cat(outputs) if outputs else torch.empty(0, 0)
+    return torch.cat(outputs) if outputs else torch.empty(0, 0, device="cpu")
 
 
 @dataclass
@@ -107,9 +110,8 @@ def score(logits: Tensor, labels: Tensor, classes: tuple[str, ...] = CLASSES) ->
 
 
 def evaluate(model: nn.Module, images: Tensor, labels: Tensor, normalization: Normalization, *,
-             tta: bool | str = False, batch_size: int = 1024, amp: str = "auto",
-             compute: Compute | None = None) -> Evaluation:
+             tta: bool | str = False, batch_size: int = 1024, compute: Compute | None = None) -> Evaluation:
     """Accuracy, per-class accuracy, confusion matrix and predictions of ``model`` on the images."""
-    logits = predict_logits(model, images, normalization, batch_size=batch_size, tta=tta, amp=amp, compute=compute)
+    logits = predict_logits(model, images, normalization, batch_size=batch_size, tta=tta, compute=compute)
     return score(logits, labels.cpu())
 

@@ -18,13 +18,14 @@ from .budget import count_parameters
 from .config import PARAMETER_BUDGET, PRESETS, ModelConfig
 from .data import CLASSES, Normalization
 from .evaluate import confusion_counts
-from .train import lr_at
+from .schedule import lr_at
 
 RIGHT, WRONG, UNANSWERED = "right", "wrong", "not answered yet"
 
 
 def _images(seed: int = 0, n: int = 16) -> torch.Tensor:
-    return torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed))
+    return torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed),
+                         device="cpu")
 
 
 def _check_hflip(answer: Callable) -> tuple[bool, str]:
@@ -39,8 +40,8 @@ def _check_hflip(answer: Callable) -> tuple[bool, str]:
 
 def _check_channel_means(answer: Callable) -> tuple[bool, str]:
     images = _images(1, 64)
-    result = torch.as_tensor(answer(images), dtype=torch.float64).flatten()
-    expected = torch.tensor(Normalization.from_images(images).mean, dtype=torch.float64)
+    result = torch.as_tensor(answer(images), dtype=torch.float64, device="cpu").flatten()
+    expected = torch.tensor(Normalization.from_images(images).mean, dtype=torch.float64, device="cpu")
     if result.shape != (3,):
         return False, f"return three numbers, one per colour channel (got shape {tuple(result.shape)})"
     if torch.allclose(result, expected * 255, atol=1e-3):
@@ -70,7 +71,8 @@ def _check_mid_lr(answer: float) -> tuple[bool, str]:
 
 
 def _check_accuracy(answer: Callable) -> tuple[bool, str]:
-    logits, labels = torch.randn(50, 10, generator=torch.Generator().manual_seed(2)), torch.arange(50) % 10
+    logits = torch.randn(50, 10, generator=torch.Generator().manual_seed(2), device="cpu")
+    labels = torch.arange(50, device="cpu") % 10
     expected = (logits.argmax(1) == labels).float().mean().item()
     result = float(answer(logits, labels))
     if abs(result - 100 * expected) < 1e-6:
@@ -79,8 +81,8 @@ def _check_accuracy(answer: Callable) -> tuple[bool, str]:
 
 
 def _confusion() -> torch.Tensor:
-    labels = torch.arange(200) % 10
-    predictions = torch.where(torch.arange(200) % 3 == 0, (labels + 1) % 10, labels)
+    labels = torch.arange(200, device="cpu") % 10
+    predictions = torch.where(torch.arange(200, device="cpu") % 3 == 0, (labels + 1) % 10, labels)
     return confusion_counts(labels, predictions)
 
 

@@ -25,10 +25,11 @@ import torch
 
 from .budget import count_parameters
 from .config import AIRBENCH_RECIPE, AIRBENCH_RESNET, ModelConfig, TrainConfig, get_preset, with_batch_size
-from .data import CifarData, train_val_split
+from .data import CifarData
 from .errors import CifarResnetError
 from .evaluate import evaluate
-from .train import TrainingDivergedError, fit
+from .train import fit
+from .training_state import TrainingDivergedError
 
 MEASURED_FILE = "experiments.json"
 TTA = "flip-shift"  # the test-time augmentation scored beside the plain accuracy
@@ -115,12 +116,11 @@ def run_variant(variant: Variant, data: CifarData, device: torch.device | str | 
         result = fit(variant.model, variant.train, data, device=device, progress=False)
     except TrainingDivergedError as error:
         return {**row, "diverged": str(error)}
-    train_idx, val_idx = train_val_split(data.train_labels, variant.train.val_size, variant.train.seed)
-    images, labels = data.train_images[val_idx], data.train_labels[val_idx]
+    plan = result.plan  # the split and the batch size the run used
+    images, labels = data.train_images[plan.val_indices], data.train_labels[plan.val_indices]
     last = result.history[-1]
-    batch = min(variant.train.batch_size, len(train_idx))  # as the training batches cap it
-    trained = last["step"] * batch
-    return {**row, "epochs": round(last["step"] / (len(train_idx) // batch), 2),
+    trained = last["step"] * plan.batch_size
+    return {**row, "epochs": round(last["step"] / plan.steps_per_epoch, 2),
             "minutes": round(last["elapsed"] / 60, 2), "images_per_s": round(trained / last["elapsed"], 1),
             "val_acc": last["val_acc"],
             "val_acc_tta": evaluate(result.model, images, labels, result.normalization, tta=TTA).accuracy}

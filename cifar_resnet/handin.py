@@ -29,7 +29,7 @@ from .files import atomic_write, copy_atomic, sha256_file
 from .kaggle import submission_accuracy
 from .network import build_network, network_from_dict
 from .report import accuracy_line, write_reports
-from .train import CHECKPOINT_FILE, has_validation
+from .run_folder import CHECKPOINT_FILE, has_validation
 
 WEIGHTS_FILE, CONFIG_FILE = "model_weights.pt", "model_config.json"  # the hand-in's network
 FIGURES = ("training_curves.png", "lr_schedule.png", "confusion_matrix.png", "per_class_accuracy.png",

@@ -153,7 +153,7 @@ def check_shift(images: Tensor, predictions: Tensor, normalization: Normalizatio
     (``normalization``) and the class shares the model predicts for training images (a checkpoint's
     ``class_shares``; balanced classes when not known)."""
     classes = len(expected_shares) if expected_shares else len(CLASSES)
-    expected = torch.tensor(expected_shares or [1 / classes] * classes, dtype=torch.double)
+    expected = torch.tensor(expected_shares or [1 / classes] * classes, dtype=torch.double, device="cpu")
     test = Normalization.from_images(images)
     shares = class_shares(predictions, classes)
     return ShiftCheck(tuple((t - m) / s for t, m, s in zip(test.mean, normalization.mean, normalization.std)),

@@ -16,11 +16,12 @@ NEWTON_SCHULZ = (3.4445, -4.7750, 2.0315)  # quintic coefficients: steep at 0, s
 NEWTON_SCHULZ_STEPS = 3
 
 
-def orthogonalize(matrix: Tensor, steps: int = NEWTON_SCHULZ_STEPS) -> Tensor:
+def orthogonalize(matrix: Tensor, steps: int = NEWTON_SCHULZ_STEPS, dtype: torch.dtype = torch.bfloat16) -> Tensor:
     """About U V^T for ``matrix`` = U S V^T: its singular values pushed towards 1 (into roughly [0.5, 1.5]),
-    by quintic Newton-Schulz iterations in bfloat16 on the smaller Gram matrix."""
+    by quintic Newton-Schulz iterations in ``dtype`` on the smaller Gram matrix. bfloat16 is Muon's own
+    choice; the iterations tolerate a 16-bit dtype because they only need the singular values roughly right."""
     a, b, c = NEWTON_SCHULZ
-    x = matrix.bfloat16()
+    x = matrix.to(dtype)
     x = x / (x.norm() + 1e-7)  # every singular value <= 1, where the iteration converges
     wide = x.size(0) <= x.size(1)
     if not wide:
@@ -35,8 +36,13 @@ class Muon(torch.optim.SGD):
     """SGD, except for parameter groups with ``orthogonalize=True`` (conv filters, each followed by BatchNorm).
 
     For those: momentum ``muon_momentum`` (Nesterov), the filters rescaled to norm sqrt(out_channels),
-    then a step of ``lr`` along the orthogonalized momentum. Their ``weight_decay`` is not used.
+    then a step of ``lr`` along the orthogonalized momentum, orthogonalized in ``matmul_dtype`` (the device's
+    fast one: ``device.matmul_dtype``). Their ``weight_decay`` is not used.
     """
+
+    def __init__(self, params, *, matmul_dtype: torch.dtype = torch.bfloat16, **sgd_settings):
+        super().__init__(params, **sgd_settings)
+        self.matmul_dtype = matmul_dtype
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -56,4 +62,4 @@ class Muon(torch.optim.SGD):
         buffer = state["momentum_buffer"].mul_(momentum).add_(p.grad)
         update = p.grad.add(buffer, alpha=momentum)  # Nesterov: look one momentum step ahead
         p.mul_(len(p) ** 0.5 / p.norm())
-        p.add_(orthogonalize(update.flatten(1)).view_as(p), alpha=-lr)
+        p.add_(orthogonalize(update.flatten(1), dtype=self.matmul_dtype).view_as(p), alpha=-lr)

@@ -107,7 +107,7 @@ Network = ModelConfig | Builder
 
 def check_logits(network: nn.Module, name: str) -> None:
     """Raise CifarResnetError unless ``network`` maps two images to (2, 10) logits."""
-    device = next(network.parameters(), torch.empty(0)).device
+    device = next(network.parameters(), torch.empty(0, device="cpu")).device
     was_training = network.training
     try:
         with torch.no_grad():

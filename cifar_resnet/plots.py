@@ -14,7 +14,8 @@ from .budget import ParameterReport
 from .data import CLASSES
 from .evaluate import Evaluation
 from .files import atomic_write
-from .train import has_validation, lr_at
+from .run_folder import has_validation
+from .schedule import lr_at
 
 
 def _show(ax, image: torch.Tensor, title: str | None = None, color: str = "black") -> None:

@@ -65,7 +65,7 @@ def robustness_table(model: nn.Module, images: Tensor, labels: Tensor, normaliza
     statistics re-estimated on the (corrupted) images themselves."""
     rows = []
     for kind in ("clean", *CORRUPTIONS):
-        corrupted = images if kind == "clean" else corrupt(images, kind, torch.Generator().manual_seed(seed))
+        corrupted = images if kind == "clean" else corrupt(images, kind, torch.Generator(images.device).manual_seed(seed))
         recalibrated = recalibrate_batchnorm(model, corrupted, normalization)
         rows.append({"corruption": kind,
                      "accuracy": evaluate(model, corrupted, labels, normalization).accuracy,

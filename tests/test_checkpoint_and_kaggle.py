@@ -28,7 +28,8 @@ def trained(smoke_data, tmp_path_factory):
 
 def test_checkpoints_round_trip_and_load_with_weights_only(tmp_path):
     model = build_model(TINY)
-    path = save_checkpoint(Checkpoint(TINY, NORM, model.state_dict(), TrainConfig(), epoch=3), tmp_path / "c.pt")
+    path = save_checkpoint(Checkpoint(model_config=TINY, normalization=NORM, state_dict=model.state_dict(),
+                                           train_config=TrainConfig(), epoch=3), tmp_path / "c.pt")
     raw = torch.load(path, weights_only=True)
     assert raw["format"].startswith("cifar_resnet.checkpoint") and raw["model_config"]["channels"] == [16, 32, 64]
     loaded, ckpt = load_model(path)
@@ -41,7 +42,8 @@ def test_checkpoints_round_trip_and_load_with_weights_only(tmp_path):
 
 
 def test_a_checkpoint_of_another_architecture_lists_the_differences(tmp_path):
-    path = save_checkpoint(Checkpoint(TINY, NORM, build_model(TINY).state_dict()), tmp_path / "c.pt")
+    path = save_checkpoint(Checkpoint(model_config=TINY, normalization=NORM, state_dict=build_model(TINY).state_dict()),
+                           tmp_path / "c.pt")
     other = ModelConfig(blocks=(1, 2, 1), channels=(16, 32, 64), num_classes=100)
     with pytest.raises(ArchitectureMismatchError, match=r"blocks: \[1, 2, 1\] vs \[1, 1, 1\]; num_classes: 100 vs 10"):
         load_model(path, expected=other)
@@ -68,7 +70,7 @@ def test_bad_checkpoints_are_refused_clearly(tmp_path, content, message):
     elif content == "altered":
         state = build_model(TINY).state_dict()
         state["fc.weight"] = torch.zeros(3, 3)
-        save_checkpoint(Checkpoint(TINY, NORM, state), path)
+        save_checkpoint(Checkpoint(model_config=TINY, normalization=NORM, state_dict=state), path)
     else:
         path.write_bytes(content)
     with pytest.raises(CifarResnetError, match=message):

@@ -136,7 +136,8 @@ def test_evaluate_and_predict_use_the_gpu_when_there_is_one(gpu, monkeypatch, tm
     from cifar_resnet.model import build_model
 
     tiny = get_preset("tiny").model
-    path = save_checkpoint(Checkpoint(tiny, Normalization((0.5,) * 3, (0.25,) * 3), build_model(tiny).state_dict()),
+    path = save_checkpoint(Checkpoint(model_config=tiny, normalization=Normalization((0.5,) * 3, (0.25,) * 3),
+                                           state_dict=build_model(tiny).state_dict()),
                            tmp_path / "checkpoint.pt")
     write_kaggle_pickle(tmp_path / "test.pkl", smoke_data.test_images[:8])
     monkeypatch.setattr(torch.cuda, "is_available", lambda: gpu)

@@ -4,7 +4,7 @@ import torch
 from cifar_resnet.config import ModelConfig, TrainConfig
 from cifar_resnet.model import build_model
 from cifar_resnet.muon import Muon, orthogonalize
-from cifar_resnet.train import make_optimizer
+from cifar_resnet.optimizer import make_optimizer
 
 
 @pytest.mark.parametrize("shape", [(16, 144), (144, 16)])

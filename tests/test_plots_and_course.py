@@ -10,7 +10,7 @@ from cifar_resnet.errors import CifarResnetError
 from cifar_resnet.evaluate import score
 from cifar_resnet.handin import make_handin
 from cifar_resnet.kaggle import predict_submission
-from cifar_resnet.train import read_history
+from cifar_resnet.run_folder import read_history
 
 
 @pytest.fixture
@@ -62,9 +62,9 @@ def test_settings_keep_smoke_runs_away_from_the_real_plots(course_settings, monk
 
 
 def test_notebooks_04_and_05_work_alone_in_smoke_mode(course_settings, smoke_data, tmp_path):
-    run_dir = course.find_run(course_settings, smoke_data)
+    run_dir = course.find_or_train_run(course_settings, smoke_data)
     assert (run_dir / "checkpoint.pt").is_file() and len(read_history(run_dir)) == 2
-    pickle_path = course.find_kaggle_pickle(course_settings, smoke_data, root=tmp_path / "no-data")
+    pickle_path = course.find_or_write_kaggle_pickle(course_settings, smoke_data, root=tmp_path / "no-data")
     images, ids = load_kaggle_pickle(pickle_path)
     assert len(ids) == len(smoke_data.test_labels) and sorted(images.sum(dim=(1, 2, 3)).tolist()) == \
         sorted(smoke_data.test_images.sum(dim=(1, 2, 3)).tolist())
@@ -90,12 +90,12 @@ def test_outside_smoke_mode_a_missing_run_or_pickle_says_what_to_do(tmp_path, mo
     monkeypatch.chdir(tmp_path)
     real = course.settings(smoke=False)
     with pytest.raises(CifarResnetError, match="run notebook 03 first"):
-        course.find_run(real, smoke_data)
+        course.find_or_train_run(real, smoke_data)
     with pytest.raises(CifarResnetError, match="no cifar_test_nolabel.pkl under"):
-        course.find_kaggle_pickle(real, smoke_data, root=tmp_path)
+        course.find_or_write_kaggle_pickle(real, smoke_data, root=tmp_path)
     (tmp_path / "kaggle").mkdir()
     write_kaggle_pickle(tmp_path / "kaggle" / "cifar_test_nolabel.pkl", smoke_data.test_images[:3])
-    assert course.find_kaggle_pickle(real, smoke_data, root=tmp_path).parent.name == "kaggle"
+    assert course.find_or_write_kaggle_pickle(real, smoke_data, root=tmp_path).parent.name == "kaggle"
 
 
 def test_training_curves_of_a_run_without_a_validation_split():

@@ -20,7 +20,8 @@ from cifar_resnet.config import PRESETS, TrainConfig
 from cifar_resnet.data import Normalization, load_cifar10, load_kaggle_pickle, write_synthetic_cifar
 from cifar_resnet.errors import CifarResnetError
 from cifar_resnet.model import build_model
-from cifar_resnet.train import TrainingDivergedError, fit
+from cifar_resnet.train import fit
+from cifar_resnet.training_state import TrainingDivergedError
 
 TINY = PRESETS["tiny"].model
 NORM = Normalization((0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
@@ -44,7 +45,8 @@ norm = Normalization((0.5,) * 3, (0.25,) * 3)
 for epoch in range(1, 100000):
     for tensor in state.values():
         tensor.fill_(epoch)
-    save_checkpoint(Checkpoint(PRESETS["reference"].model, norm, state, epoch=epoch), sys.argv[1])
+    save_checkpoint(Checkpoint(model_config=PRESETS["reference"].model, normalization=norm, state_dict=state,
+                               epoch=epoch), sys.argv[1])
 """
 
 
@@ -174,7 +176,8 @@ def layout(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    return save_checkpoint(Checkpoint(TINY, NORM, build_model(TINY).state_dict()),
+    return save_checkpoint(Checkpoint(model_config=TINY, normalization=NORM,
+                                      state_dict=build_model(TINY).state_dict()),
                            tmp_path_factory.mktemp("ckpt") / "checkpoint.pt")
 
 
@@ -232,8 +235,9 @@ def test_channel_first_kaggle_data_is_accepted_with_a_notice(checkpoint, tmp_pat
 
 
 def test_a_checkpoint_of_another_architecture_is_refused_on_resume(tmp_path, smoke_data, capsys):
-    save_checkpoint(Checkpoint(PRESETS["small"].model, NORM, build_model(PRESETS["small"].model).state_dict(),
-                               PRESETS["tiny"].train), tmp_path / "checkpoint.pt")
+    save_checkpoint(Checkpoint(model_config=PRESETS["small"].model, normalization=NORM,
+                               state_dict=build_model(PRESETS["small"].model).state_dict(),
+                               train_config=PRESETS["tiny"].train), tmp_path / "checkpoint.pt")
     code = main(["train", "--preset", "tiny", "--smoke", "--out", str(tmp_path), "--resume"])
     err = capsys.readouterr().err
     assert code == 2 and "holds another architecture" in err

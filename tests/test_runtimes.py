@@ -14,7 +14,7 @@ import pytest
 import torch
 
 
-from cifar_resnet import course, runtime, train
+from cifar_resnet import course, progress, runtime, train
 from cifar_resnet.checkpoint import load_checkpoint
 from cifar_resnet.config import PRESETS, TrainConfig
 from cifar_resnet.data import load_cifar10, write_kaggle_pickle, write_synthetic_cifar
@@ -22,8 +22,9 @@ from cifar_resnet.device import autocast_dtype
 from cifar_resnet.errors import CifarResnetError
 from cifar_resnet.handin import load_handin_model, make_handin
 from cifar_resnet.kaggle import predict_submission
-from cifar_resnet.train import (Clock, ProgressBar, TrainingInterrupted, TrainingState, estimate_training_time,
-                                fit)
+from cifar_resnet.progress import Clock, ProgressBar
+from cifar_resnet.train import TrainingInterrupted, estimate_training_time, fit
+from cifar_resnet.training_state import TrainingState
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = PRESETS["tiny"].model
@@ -103,7 +104,7 @@ def test_in_a_kaggle_notebook_data_pickle_and_runs_are_found_and_placed_with_no_
     data = load_cifar10(smoke=False)
     assert data.source == str(competition / "cifar-10-python" / "cifar-10-batches-py") and len(data.train_labels) == 30
     run = course.settings(smoke=False)
-    assert course.find_kaggle_pickle(run, data) == competition / "cifar_test_nolabel.pkl"
+    assert course.find_or_write_kaggle_pickle(run, data) == competition / "cifar_test_nolabel.pkl"
     assert run.run_dir == working / "runs" / "course" and run.plots_dir == working / "plots"
 
 
@@ -137,8 +138,9 @@ def test_the_estimate_comes_from_timed_steps_or_the_time_budget(smoke_data):
 
 def test_a_time_budget_shows_progress_against_the_budget(smoke_data):
     config = TrainConfig(minutes=3, val_size=100)
-    clock = Clock(config, elapsed=45.0, steps_per_epoch=10)
-    bar = ProgressBar(clock, TrainingState(elapsed=45.0), torch.device("cpu"), enabled=True)
+    clock = Clock(config, steps_per_epoch=10)
+    clock.restart(elapsed=45.0)
+    bar = ProgressBar(clock, TrainingState.resumed(None, torch.device("cpu")), torch.device("cpu"), enabled=True)
     bar.bar.fp = io.StringIO()
     bar.advance()
     assert bar.bar.total == 180 and 45 <= bar.bar.n < 60
@@ -166,14 +168,14 @@ def interrupt_at_step(monkeypatch, step: int, how: str) -> None:
     """At the forward pass of optimizer step ``step`` (1-based), press Ctrl-C ('signal') or die at once ('raise')."""
     original, calls = train.Trainer.train_step, []
 
-    def train_step(self, x, y):
+    def train_step(self, images, labels, lr):
         calls.append(1)
         if len(calls) == step:
             if how == "signal":
                 signal.raise_signal(signal.SIGINT)  # what Kernel > Interrupt sends
             else:
                 raise KeyboardInterrupt  # as abrupt as it gets in-process: nothing runs after it
-        return original(self, x, y)
+        return original(self, images, labels, lr)
 
     monkeypatch.setattr(train.Trainer, "train_step", train_step)
 
@@ -185,7 +187,7 @@ def test_an_epoch_interrupted_midway_resumes_to_the_weights_of_an_uninterrupted_
     config = TrainConfig(epochs=2, batch_size=100, lr=0.1, val_size=100, amp="off", lookahead=lookahead,
                          alternate_flip=True, erasing=0.5)
     full = fit(TINY, config, smoke_data, tmp_path / "full", progress=False)
-    monkeypatch.setattr(train, "CHECKPOINT_SECONDS", 0.0)  # a checkpoint after every step
+    monkeypatch.setattr(progress, "CHECKPOINT_SECONDS", 0.0)  # a checkpoint after every step
     with monkeypatch.context() as patch:
         interrupt_at_step(patch, 9 + 4, how)  # epoch 2 (9 steps each), in its second chunk
         with pytest.raises(TrainingInterrupted) as stopped:
@@ -205,21 +207,21 @@ def test_an_epoch_interrupted_midway_resumes_to_the_weights_of_an_uninterrupted_
 
 def test_checkpoints_come_every_few_minutes_within_a_long_epoch(smoke_data, tmp_path, monkeypatch):
     saves = []
-    monkeypatch.setattr(train.Trainer, "save", lambda self: saves.append(self.state.batch))
+    monkeypatch.setattr(train.Trainer, "save", lambda self, within_epoch=False: saves.append(self.state.batch))
     fit(TINY, TrainConfig(epochs=1, batch_size=100, val_size=100, amp="off"), smoke_data, tmp_path, progress=False)
     assert saves == [0]  # only the epoch's end: the steps take far less than CHECKPOINT_SECONDS
     saves.clear()
-    monkeypatch.setattr(train, "CHECKPOINT_SECONDS", 0.0)
+    monkeypatch.setattr(progress, "CHECKPOINT_SECONDS", 0.0)
     fit(TINY, TrainConfig(epochs=1, batch_size=100, val_size=100, amp="off"), smoke_data, tmp_path / "b",
         progress=False)
     assert saves == [1, 2, 3, 4, 5, 6, 7, 8, 0]
-    assert train.CHECKPOINT_SECONDS <= 120
+    assert progress.CHECKPOINT_SECONDS <= 120
 
 
 def test_the_command_line_says_what_an_interrupt_kept(smoke_data, tmp_path, monkeypatch, capsys):
     from cifar_resnet.cli import main
 
-    monkeypatch.setattr(train, "CHECKPOINT_SECONDS", 0.0)
+    monkeypatch.setattr(progress, "CHECKPOINT_SECONDS", 0.0)
     interrupt_at_step(monkeypatch, 3, "signal")
     code = main(["train", "--preset", "tiny", "--smoke", "--out", str(tmp_path), "--epochs", "1"])
     err = capsys.readouterr().err.strip().splitlines()
@@ -296,4 +298,4 @@ def test_200_damaged_handin_weights_load_the_same_weights_or_are_refused(trained
 def test_summary_and_plots_accept_old_histories_with_nan(smoke_data):
     row = {"epoch": 1, "step": 3, "lr": 0.1, "train_loss": 2.0, "train_acc": 0.2, "val_loss": math.nan,
            "val_acc": math.nan, "images_per_s": 100.0, "seconds": 1.0, "elapsed": 1.0}
-    assert "no validation split" in train.TrainResult(None, [row], None, None, torch.device("cpu")).summary()
+    assert "no validation split" in train.TrainResult(None, [row], None, None, plan=None).summary()

@@ -8,7 +8,7 @@ import pytest
 
 from cifar_resnet.model import BasicBlock
 from cifar_resnet.show import show_source
-from cifar_resnet.train import lr_at
+from cifar_resnet.schedule import lr_at
 
 NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
 
@@ -18,7 +18,7 @@ def test_source_is_the_packages_own_highlighted_with_its_place():
     assert shown.text == textwrap.dedent(inspect.getsource(BasicBlock.forward)).rstrip() + "\n"
     assert shown.where.startswith("cifar_resnet/model.py, line ") and shown.where.endswith("BasicBlock.forward")
     assert "self.shortcut(self.pool(x))" in shown.text and "<span" in shown._repr_html_()  # highlighted
-    assert repr(show_source(lr_at)).startswith("# cifar_resnet/train.py, line ")
+    assert repr(show_source(lr_at)).startswith("# cifar_resnet/schedule.py, line ")
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import math
 
@@ -9,8 +10,11 @@ from cifar_resnet.checkpoint import load_checkpoint
 from cifar_resnet.config import PRESETS, ModelConfig, TrainConfig
 from cifar_resnet.errors import CifarResnetError
 from cifar_resnet.model import build_model
-from cifar_resnet.train import (HISTORY_FIELDS, Lookahead, TrainingDivergedError, fit, lr_at,
-                                parameter_groups, read_history)
+from cifar_resnet.optimizer import Lookahead, parameter_groups
+from cifar_resnet.run_folder import HISTORY_FIELDS, read_history
+from cifar_resnet.schedule import lr_at
+from cifar_resnet.train import fit
+from cifar_resnet.training_state import TrainingDivergedError
 
 TINY = PRESETS["tiny"].model
 QUICK = TrainConfig(epochs=2, batch_size=100, lr=0.1, val_size=100, amp="off")
@@ -40,7 +44,8 @@ def test_linear_schedule_is_airbenchs_triangle():
 
 def test_no_weight_decay_on_batchnorm_and_biases_and_a_faster_learning_rate_for_biases():
     model = build_model(TINY)
-    decay, bn_weights, biases = parameter_groups(model, 5e-4, bias_lr_scale=8.0)
+    groups = parameter_groups(model, 5e-4, bias_lr_scale=8.0)
+    decay, bn_weights, biases = groups["decayed"], groups["not decayed"], groups["fast biases"]
     assert decay["weight_decay"] == 5e-4 and bn_weights["weight_decay"] == biases["weight_decay"] == 0
     assert (decay["lr_scale"], bn_weights["lr_scale"], biases["lr_scale"]) == (1.0, 1.0, 8.0)
     bn = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
@@ -48,12 +53,13 @@ def test_no_weight_decay_on_batchnorm_and_biases_and_a_faster_learning_rate_for_
     assert {id(p) for p in biases["params"]} == {id(m.bias) for m in bn} | {id(model.fc.bias)}
     assert sum(len(g["params"]) for g in (decay, bn_weights, biases)) == len(list(model.parameters()))
     model.stem[0].weight.requires_grad_(False)  # frozen parameters are left out
-    assert sum(len(g["params"]) for g in parameter_groups(model, 5e-4)) == len(list(model.parameters())) - 1
+    assert sum(len(g["params"]) for g in parameter_groups(model, 5e-4).values()) == len(list(model.parameters())) - 1
 
 
 def test_airbench_style_groups_leave_the_stem_bias_at_the_base_rate_and_frozen_bn_scales_out():
     model = build_model(ModelConfig(blocks=(1, 1), channels=(32, 64), pool=7, downsample="maxpool", style="airbench"))
-    decay, others, biases = parameter_groups(model, 5e-4, bias_lr_scale=64.0)
+    groups = parameter_groups(model, 5e-4, bias_lr_scale=64.0)
+    others, biases = groups["not decayed"], groups["fast biases"]
     assert {id(p) for p in others["params"]} == {id(model.stem[0].bias)} and others["lr_scale"] == 1.0
     bn = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     assert {id(p) for p in biases["params"]} == {id(m.bias) for m in bn} and biases["lr_scale"] == 64.0
@@ -163,9 +169,39 @@ def test_an_interrupted_and_resumed_run_equals_an_uninterrupted_one(smoke_data, 
         torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)
 
 
+def stop_after_first_epoch(history):
+    if len(history) == 1:
+        raise KeyboardInterrupt
+
+
+def test_a_resume_takes_new_execution_settings_and_says_which(smoke_data, tmp_path, capsys):
+    full = fit(TINY, QUICK, smoke_data, tmp_path / "full", progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        fit(TINY, QUICK, smoke_data, tmp_path / "split", progress=False, on_epoch=stop_after_first_epoch)
+    capsys.readouterr()
+    changed = dataclasses.replace(QUICK, eval_batch_size=7)
+    resumed = fit(TINY, changed, smoke_data, tmp_path / "split", progress=False, resume=True)
+    first = capsys.readouterr().err.splitlines()[0]  # said even without a progress bar
+    assert "resuming after step 9" in first and first.endswith("new execution settings (checkpoint -> now): "
+                                                               "eval_batch_size 1024 -> 7")
+    assert [h["epoch"] for h in resumed.history] == [1, 2]
+    assert load_checkpoint(tmp_path / "split" / "checkpoint.pt").train_config == changed
+    a, b = full.model.state_dict(), resumed.model.state_dict()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)
+
+
+def test_fit_returns_the_split_and_the_batch_size_it_decided(smoke_data):
+    result = fit(TINY, TrainConfig(epochs=1, batch_size=5000, val_size=100, amp="off"), smoke_data, progress=False)
+    plan = result.plan
+    assert (len(plan.train_indices), len(plan.val_indices), plan.batch_size, plan.steps_per_epoch) == (900, 100, 900, 1)
+    assert not set(plan.train_indices.tolist()) & set(plan.val_indices.tolist())
+    assert result.history[-1]["step"] == 1 and result.device == plan.compute.device
+
+
 def test_resume_refuses_other_settings_and_other_architectures(smoke_data, tmp_path):
     fit(TINY, QUICK, smoke_data, tmp_path, progress=False)
-    with pytest.raises(CifarResnetError, match="lr: 0.1 vs 0.05"):
+    with pytest.raises(CifarResnetError, match="another recipe .*lr: 0.1 vs 0.05"):
         fit(TINY, TrainConfig(**{**QUICK.to_dict(), "lr": 0.05}), smoke_data, tmp_path, resume=True)
     with pytest.raises(CifarResnetError, match=r"channels: \[8, 16, 32\] vs \[16, 32, 64\]"):
         fit(TINY.from_dict({**TINY.to_dict(), "channels": [8, 16, 32]}), QUICK, smoke_data, tmp_path, resume=True)
