@@ -212,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--smoke", action="store_true", help="tiny subset (or synthetic data when none is found)")
     p.add_argument("--download", action="store_true", help="download CIFAR-10 if it is not found")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
-    p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--device", help="cpu, cuda or mps (default: cuda, else mps, when available)")
     p.set_defaults(run=cmd_train)
 
     p = sub.add_parser("evaluate", help="accuracy of a checkpoint on the test batch")
@@ -221,7 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_tta_arg(p)
     p.add_argument("--smoke", action="store_true")
     p.add_argument("--json", action="store_true", help="print one JSON object (accuracy, per_class, ...)")
-    p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--device", help="cpu, cuda or mps (default: cuda, else mps, when available)")
     p.set_defaults(run=cmd_evaluate)
 
     p = sub.add_parser("predict", help="write and validate a Kaggle submission.csv")
@@ -230,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="submission.csv")
     _add_tta_arg(p)
     p.add_argument("--columns", nargs=2, default=list(SUBMISSION_COLUMNS), metavar=("ID", "LABEL"))
-    p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--device", help="cpu, cuda or mps (default: cuda, else mps, when available)")
     p.set_defaults(run=cmd_predict)
     _add_handin_parser(sub)
     return parser

@@ -32,8 +32,8 @@ from .evaluate import class_shares, predict_logits
 from .model import build_model, whiten_stem
 from .network import Builder, Network
 from .optimizer import LOOKAHEAD_EVERY, Lookahead, make_optimizer, set_learning_rate
-from .run_folder import CHECKPOINT_FILE, has_validation, run_description, start_run_folder, write_history
 from .progress import Clock, ProgressBar, StopRequest
+from .run_folder import CHECKPOINT_FILE, has_validation, run_description, start_run_folder, write_history
 from .schedule import lr_at
 from .training_state import (RunPlan, TrainingState, check_finite, restore, resume_point, stopped_message,
                              unfinished_slow_weights)
