@@ -150,14 +150,15 @@ def test_lookahead_moves_model_and_slow_weights_to_their_average_more_strongly_l
     torch.testing.assert_close(lookahead.slow[0], model.state_dict()[next(iter(model.state_dict()))])
 
 
+def stop_after_first_epoch(history):
+    if len(history) == 1:
+        raise KeyboardInterrupt
+
+
 @pytest.mark.parametrize("changes", [{}, {"lookahead": True}, {"optimizer": "muon"}])
 def test_an_interrupted_and_resumed_run_equals_an_uninterrupted_one(smoke_data, tmp_path, changes):
     config = TrainConfig(**{**QUICK.to_dict(), **changes})
     full = fit(TINY, config, smoke_data, tmp_path / "full", progress=False)
-
-    def stop_after_first_epoch(history):
-        if len(history) == 1:
-            raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
         fit(TINY, config, smoke_data, tmp_path / "split", progress=False, on_epoch=stop_after_first_epoch)
@@ -167,11 +168,6 @@ def test_an_interrupted_and_resumed_run_equals_an_uninterrupted_one(smoke_data, 
     a, b = full.model.state_dict(), resumed.model.state_dict()
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)
-
-
-def stop_after_first_epoch(history):
-    if len(history) == 1:
-        raise KeyboardInterrupt
 
 
 def test_a_resume_takes_new_execution_settings_and_says_which(smoke_data, tmp_path, capsys):
