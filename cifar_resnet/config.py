@@ -347,7 +347,28 @@ AIRBENCH_RECIPE = TrainConfig(batch_size=1024, lr=1.5, momentum=0.85, weight_dec
                               bias_lr_scale=64, whiten_stem=True, lookahead=True, warmup=0.23, schedule="linear",
                               crop_padding=2, crop_reflect=True, alternate_flip=True, erasing=0.0, val_size=0)
 
+COURSE_RECIPE = TrainConfig(epochs=30, batch_size=256, lr=0.2, momentum=0.9, nesterov=False, weight_decay=5e-4,
+                            label_smoothing=0.05, warmup=0.05, schedule="cosine", crop_padding=4, flip=True,
+                            erasing=0.5, randaugment=True)  # the course project's: SGD, warmup + cosine, smoothing 0.05
+COURSE_TECHNIQUES = ("SGD with momentum", "warmup + cosine schedule", "label smoothing 0.05", "random crop",
+                     "random flip", "RandAugment", "random erasing")
+
+
+def techniques_used(config: TrainConfig) -> dict[str, bool]:
+    """Which of the course's techniques (COURSE_TECHNIQUES) the recipe ``config`` uses."""
+    return {"SGD with momentum": config.optimizer == "sgd" and config.momentum > 0,
+            "warmup + cosine schedule": config.schedule == "cosine" and config.warmup > 0,
+            "label smoothing 0.05": config.label_smoothing == 0.05,
+            "random crop": config.crop_padding > 0, "random flip": config.flip,
+            "RandAugment": config.randaugment, "random erasing": config.erasing > 0}
+
+
 PRESETS: dict[str, Preset] = {
+    "course": Preset(
+        ModelConfig(blocks=(3, 4, 3), channels=(66, 132, 264), kernel=3, skip_kernel=1, pool=8),
+        "the course project's network and recipe: SGD with momentum 0.9, warmup + cosine, label smoothing 0.05, "
+        "crop, flip, RandAugment and random erasing, 30 epochs (hours on a CPU: a GPU's recipe)",
+        COURSE_RECIPE),
     "reference": Preset(
         ModelConfig(blocks=(3, 4, 3), channels=(66, 132, 264), kernel=3, skip_kernel=1, pool=8),
         "the 3-stage ResNet of the reference course project (4,916,284 parameters, 95.56% reported)"),

@@ -8,7 +8,9 @@ defined here, the ones the notebooks discuss:
 - ``batch_variants``: that recipe in batches of 1,024 (airbench94's), 512 and 256, two seeds (03);
 - ``optimizer_variants``: cpu-fast's recipe with SGD on every parameter and with Muon on the conv filters, two seeds (03);
 - ``augmentation_variants``: airbench94's recipe without augmentation, with flips only, with flips and crops (01);
-- ``preset_variants``: each preset's network and recipe for the same minutes (02).
+- ``preset_variants``: each preset's network and recipe for the same minutes (02);
+- ``technique_variants``: the course's recipe on cpu-fast's network for the same epochs, less one technique at a
+  time (01 and 03).
 
 ``benchmarks/experiments.py`` runs them on the full training set and saves the rows, stamped with
 the machine and the date, in ``cifar_resnet/measured/experiments.json``; ``measured`` reads them back,
@@ -24,7 +26,8 @@ from importlib import resources
 import torch
 
 from .budget import count_parameters
-from .config import AIRBENCH_RECIPE, AIRBENCH_RESNET, ModelConfig, TrainConfig, get_preset, with_batch_size
+from .config import (AIRBENCH_RECIPE, AIRBENCH_RESNET, COURSE_RECIPE, ModelConfig, TrainConfig, get_preset,
+                     with_batch_size)
 from .data import CifarData
 from .errors import CifarResnetError
 from .evaluate import evaluate
@@ -54,6 +57,18 @@ AUGMENTATIONS: tuple[tuple[str, dict], ...] = (
     ("flips and crops: airbench94's recipe", {}),
 )
 PRESET_NAMES = ("tiny", "small", "cpu-fast", "four-stage", "reference")
+TECHNIQUE_EPOCHS = 20  # the course's recipe on cpu-fast's network: about 15 minutes on a 2-core CPU
+# the course's techniques, each taken out of (or changed in) its recipe in turn
+TECHNIQUES: tuple[tuple[str, dict], ...] = (
+    ("course's recipe: RandAugment, erasing, LS 0.05", {}),
+    ("without RandAugment", dict(randaugment=False)),
+    ("without random erasing", dict(erasing=0.0)),
+    ("label smoothing 0", dict(label_smoothing=0.0)),
+    ("linear schedule instead of warmup + cosine", dict(schedule="linear")),
+    ("label smoothing 0.1", dict(label_smoothing=0.1)),
+    ("label smoothing 0.2", dict(label_smoothing=0.2)),
+    ("crop and flip only (no RandAugment, no erasing)", dict(randaugment=False, erasing=0.0)),
+)
 
 
 @dataclass(frozen=True)
@@ -109,9 +124,18 @@ def preset_variants(minutes: float, names: tuple[str, ...] = PRESET_NAMES) -> li
     return [Variant(name, get_preset(name).model, _timed(get_preset(name).train, minutes)) for name in names]
 
 
+def technique_variants(epochs: int = TECHNIQUE_EPOCHS, seed: int = 0) -> list[Variant]:
+    """The course's recipe in batches of 512 on cpu-fast's network (a network that trains enough epochs on a CPU for
+    the techniques to show), for ``epochs`` epochs, and each of TECHNIQUES' changes to it."""
+    recipe = dataclasses.replace(with_batch_size(COURSE_RECIPE, 512), epochs=epochs, val_size=None, seed=seed)
+    return [Variant(f"{label}, seed {seed}", AIRBENCH_RESNET, dataclasses.replace(recipe, **changes))
+            for label, changes in TECHNIQUES]
+
+
 def run_variant(variant: Variant, data: CifarData, device: torch.device | str | None = None) -> dict:
     """Train one variant and score it on its validation split, plain and with test-time augmentation."""
-    row = {"label": variant.label, "parameters": count_parameters(variant.model).total}
+    row = {"label": variant.label, "parameters": count_parameters(variant.model).total,
+           "recipe": variant.train.to_dict()}
     try:
         result = fit(variant.model, variant.train, data, device=device, progress=False)
     except TrainingDivergedError as error:
@@ -171,7 +195,8 @@ def measured(name: str) -> dict:
 def show_measured(name: str) -> list[dict]:
     """Print a committed measurement with its machine and date, and return its rows."""
     run = measured(name)
-    print(f"Measured on {run['machine']}, {run['date']}: each variant trained {run['minutes']:g} minutes on "
+    length = f"{run['minutes']:g} minutes" if "minutes" in run else f"{run['epochs']} epochs"
+    print(f"Measured on {run['machine']}, {run['date']}: each variant trained {length} on "
           f"{run['train_images']:,} training images, scored on {run['val_images']:,} held out "
           f"(val+TTA: {TTA} test-time augmentation).")
     if "note" in run:
