@@ -1,4 +1,4 @@
-"""Batched predictions and their scores: accuracy, per-class accuracy, confusion matrix.
+"""Batched predictions and their scores: accuracy, per-class accuracy, confusion matrix, calibration.
 
 ``predict_logits`` is the one inference routine: validation during training, ``evaluate`` and the
 Kaggle submission all call it, so they normalize and batch images identically.
@@ -91,6 +91,23 @@ class Evaluation:
 def confusion_counts(labels: Tensor, predictions: Tensor, classes: int = len(CLASSES)) -> Tensor:
     """Counts (classes, classes) of (true, predicted) pairs."""
     return torch.bincount(labels * classes + predictions, minlength=classes * classes).view(classes, classes)
+
+
+def calibration_bins(probabilities: Tensor, labels: Tensor, bins: int = 15) -> tuple[Tensor, Tensor, Tensor]:
+    """Per bin of confidence (the top probability; ``bins`` bins of equal width over [0, 1]): the mean confidence,
+    the accuracy and the number of images (Guo et al., 2017). Empty bins have confidence and accuracy 0."""
+    confidence, predicted = probabilities.max(dim=1)
+    index = (confidence.double() * bins).long().clamp(max=bins - 1)
+    count = torch.bincount(index, minlength=bins).double()
+    held = count.clamp(min=1)
+    return (torch.bincount(index, weights=confidence.double(), minlength=bins) / held,
+            torch.bincount(index, weights=(predicted == labels).double(), minlength=bins) / held, count)
+
+
+def expected_calibration_error(probabilities: Tensor, labels: Tensor, bins: int = 15) -> float:
+    """ECE: the gap between accuracy and confidence in each bin, weighted by the bin's share of the images."""
+    confidence, accuracy, count = calibration_bins(probabilities, labels, bins)
+    return float((count / count.sum() * (accuracy - confidence).abs()).sum())
 
 
 def class_shares(predictions: Tensor, classes: int = len(CLASSES)) -> Tensor:

@@ -1,0 +1,100 @@
+"""Notebook 04's exercises: flip test-time augmentation, the confusion matrix, recall, the calibration error."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..data import CLASSES
+from ..evaluate import (_tta_logits, calibration_bins, confusion_counts, evaluate, expected_calibration_error,
+                        predict_logits)
+from . import cases
+from .marking import Exercise
+
+
+def _small_model(g: torch.Generator) -> nn.Module:
+    """A random network with BatchNorm statistics far from a batch's, whose answer changes with the mirror image."""
+    torch.manual_seed(cases.integer(g, 0, 10 ** 6))
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(8 * 8 * 8, 10))
+    with torch.no_grad():
+        model[1].running_mean.uniform_(-1, 1, generator=g)
+        model[1].running_var.uniform_(2, 4, generator=g)
+    return model
+
+
+def check_flip_tta(answer) -> tuple[bool, str]:
+    g = cases.generator()
+    model = _small_model(g)
+    x = torch.randn(16, 3, 8, 8, generator=g, device=cases.CPU)
+    with torch.no_grad():
+        expected = _tta_logits(model.eval(), x, "flip", torch.contiguous_format)
+        upside_down = (model(x) + model(x.flip(2))) / 2
+    model.train()
+    result = answer(model, x)
+    if not isinstance(result, torch.Tensor) or result.shape != expected.shape:
+        return False, f"return the averaged logits, one row of 10 per image: shape {tuple(expected.shape)}"
+    result = result.detach().float()
+    if torch.allclose(result, upside_down, atol=1e-4):
+        return False, "that mirrors top to bottom: a left-right mirror reverses the last dimension (the columns, dim 3)"
+    if not torch.allclose(result, expected, atol=1e-4):
+        return False, ("in eval mode (model.eval(), so BatchNorm uses its running statistics) and without gradients, "
+                       "average model(x) and model(x.flip(3))")
+    return True, ""
+
+
+def _predictions(g: torch.Generator, n: int = 400) -> tuple[torch.Tensor, torch.Tensor]:
+    labels = torch.randint(0, 10, (n,), generator=g, device=cases.CPU)
+    wrong = torch.rand(n, generator=g, device=cases.CPU) < 0.4
+    others = (labels + torch.randint(1, 10, (n,), generator=g, device=cases.CPU)) % 10
+    return labels, torch.where(wrong, others, labels)
+
+
+def check_confusion(answer) -> tuple[bool, str]:
+    labels, predictions = _predictions(cases.generator())
+    expected = confusion_counts(labels, predictions)
+    result = torch.as_tensor(answer(labels, predictions, 10), device=cases.CPU)
+    if result.shape != (10, 10):
+        return False, "return a (classes, classes) matrix of counts"
+    if torch.equal(result.long(), expected.T):
+        return False, "rows are the true classes and columns the predictions: yours is the other way round"
+    return torch.equal(result.long(), expected), ("entry [t, p] counts the images of true class t predicted as p: "
+                                                  "torch.bincount(labels * classes + predictions, minlength=classes**2)")
+
+
+def check_recall(answer) -> tuple[bool, str]:
+    confusion = confusion_counts(*_predictions(cases.generator()))
+    expected = [(confusion[c, c] / confusion[c].sum()).item() for c in range(len(CLASSES))]
+    result = [float(answer(confusion, c)) for c in range(len(CLASSES))]
+    precision = [(confusion[c, c] / confusion[:, c].sum()).item() for c in range(len(CLASSES))]
+    if all(abs(a - b) < 1e-6 for a, b in zip(result, precision)):
+        return False, "that is precision (a column): recall divides by the images of the class, its row"
+    return all(abs(a - b) < 1e-6 for a, b in zip(result, expected)), "row c: true class c; its diagonal entry by its sum"
+
+
+def check_calibration(answer) -> tuple[bool, str]:
+    g = cases.generator()
+    labels = torch.randint(0, 10, (2000,), generator=g, device=cases.CPU)
+    logits = 3 * torch.randn(2000, 10, generator=g, device=cases.CPU)
+    logits[torch.arange(2000), labels] += 2.0  # right more often than chance, and over-confident
+    probabilities = logits.softmax(1)
+    for bins in (10, 15):
+        expected = expected_calibration_error(probabilities, labels, bins)
+        found = float(answer(probabilities, labels, bins))
+        confidence, accuracy, count = calibration_bins(probabilities, labels, bins)
+        unweighted = float((accuracy - confidence).abs()[count > 0].mean())
+        if abs(found - unweighted) < 1e-6 and abs(found - expected) > 1e-6:
+            return False, "weight each bin's gap by its share of the images: a bin of 3 images counts less than 300"
+        if abs(found - expected) > 1e-6:
+            return False, (f"with {bins} bins of equal width over the confidence (the top probability), the error is "
+                           f"sum over bins of (images in bin / all images) * |accuracy in bin - mean confidence in "
+                           f"bin|: {expected:.4f} here, yours {found:.4f}")
+    return True, ""
+
+
+EXERCISES = (
+    Exercise("flip_tta_logits", check_flip_tta, own=(_tta_logits, predict_logits, evaluate, "predict_logits")),
+    Exercise("confusion_matrix", check_confusion, own=(confusion_counts, "confusion_counts", "score"), no_loop=True),
+    Exercise("recall", check_recall),
+    Exercise("expected_calibration_error", check_calibration,
+             own=(expected_calibration_error, calibration_bins, "calibration_bins")),
+)
