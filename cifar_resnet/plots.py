@@ -12,7 +12,7 @@ from matplotlib.figure import Figure
 
 from .budget import ParameterReport
 from .data import CLASSES
-from .evaluate import Evaluation
+from .evaluate import Evaluation, calibration_bins, expected_calibration_error
 from .files import atomic_write
 from .run_folder import has_validation
 from .schedule import lr_at
@@ -253,6 +253,56 @@ def budget_scaling(sweeps: dict[str, list[tuple[float, ParameterReport]]], budge
         flops_ax = ax.twinx()
         flops_ax.plot(xs, [r.flops / 1e9 for _, r in points], "o-", color="#1565c0")
         flops_ax.set_ylabel("forward GFLOPs per image", color="#1565c0")
+    fig.tight_layout()
+    return fig
+
+
+def reliability_diagram(probabilities: torch.Tensor, labels: torch.Tensor, bins: int = 15) -> Figure:
+    """Accuracy against confidence per confidence bin (bars) beside the diagonal a calibrated model would follow,
+    with the expected calibration error in the title and each bin's share of the images below."""
+    confidence, accuracy, count = (t.numpy() for t in calibration_bins(probabilities, labels, bins))
+    centres = (np.arange(bins) + 0.5) / bins
+    fig, (ax, share) = plt.subplots(2, 1, figsize=(5, 5), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    held = count > 0
+    ax.bar(centres[held], accuracy[held], 1 / bins, edgecolor="black", label="accuracy")
+    ax.bar(centres[held], confidence[held] - accuracy[held], 1 / bins, bottom=accuracy[held], color="#ef9a9a",
+           alpha=0.6, label="gap to the mean confidence")
+    ax.plot([0, 1], [0, 1], "k--", lw=1, label="calibrated")
+    ece = expected_calibration_error(probabilities, labels, bins)
+    ax.set(ylabel="accuracy in the bin", xlim=(0, 1), ylim=(0, 1), title=f"reliability: ECE {100 * ece:.2f}%")
+    ax.legend(fontsize=8, loc="upper left")
+    share.bar(centres, count / max(count.sum(), 1), 1 / bins, color="grey")
+    share.set(xlabel="confidence (the top probability)", ylabel="images")
+    fig.tight_layout()
+    return fig
+
+
+def optimizer_paths(paths: dict[str, torch.Tensor], loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                    title: str) -> Figure:
+    """Paths (steps, 2) of optimizers over the contours of a 2-parameter ``loss(x, y)``."""
+    every = torch.cat(list(paths.values()))
+    low, high = every.min(0).values - 0.5, every.max(0).values + 0.5
+    x, y = torch.meshgrid(torch.linspace(float(low[0]), float(high[0]), 200, device="cpu"),
+                          torch.linspace(float(low[1]), float(high[1]), 200, device="cpu"), indexing="xy")
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    ax.contour(x.numpy(), y.numpy(), loss(x, y).numpy(), levels=15, colors="grey", linewidths=0.5)
+    for label, path in paths.items():
+        ax.plot(path[:, 0].numpy(), path[:, 1].numpy(), ".-", ms=3, lw=1, label=f"{label} ({len(path) - 1} steps)")
+    ax.plot([0], [0], "k*", ms=10)
+    ax.set(xlabel="weight 1", ylabel="weight 2", title=title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def step_losses(losses: dict[str, Sequence[float]], title: str) -> Figure:
+    """The training loss at every step of a few runs, one line each (log scale)."""
+    fig, ax = plt.subplots(figsize=(7, 3))
+    for label, values in losses.items():
+        ax.plot(np.arange(1, len(values) + 1), values, label=label)
+    ax.set(xlabel="step", ylabel="training loss", yscale="log", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
 
