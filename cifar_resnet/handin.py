@@ -20,7 +20,7 @@ from torch import nn
 from . import __version__
 from .budget import ParameterReport, count_parameters
 from .checkpoint import Checkpoint, load_checkpoint
-from .config import TTA_MODES, ModelConfig
+from .config import TTA_MODES, ModelConfig, techniques_used
 from .data import CifarData
 from .device import Compute
 from .errors import CifarResnetError
@@ -84,14 +84,24 @@ def handin_results(checkpoint: Checkpoint, model: nn.Module, report: ParameterRe
         "network": checkpoint.model_config.code(), "parameters": report.total, "budget": report.budget,
         "fits_budget": report.fits_budget, "forward_mflops": report.flops / 1e6,
         "epochs": checkpoint.epoch, "training_minutes": checkpoint.elapsed / 60,
+        "length_asked": _length_asked(checkpoint),
+        "course_techniques": techniques_used(checkpoint.train_config) if checkpoint.train_config else None,
         "validation_accuracy": last["val_acc"] if last and has_validation(last) else None,
         "test_accuracy": test, "test_images": len(data.test_labels) if test else None,
-        "test_data": (data.source + (" (synthetic)" if data.synthetic else "")) if test else None,
+        "test_data": (Path(data.source).name + (" (synthetic)" if data.synthetic else "")) if test else None,
         "submission_accuracy": submission_accuracy(submission, labels_csv) if labels_csv else None,
         "device": run.get("device"), "precision": run.get("precision"),
         "train_config": checkpoint.train_config.to_dict() if checkpoint.train_config else None,
         "versions": {"cifar_resnet": __version__, "torch": torch.__version__,
                      "torchvision": _module_version("torchvision"), "python": platform.python_version()}}
+
+
+def _length_asked(checkpoint: Checkpoint) -> str | None:
+    """The run's length as its recipe set it: a time budget or a number of epochs."""
+    config = checkpoint.train_config
+    if config is None:
+        return None
+    return f"{config.minutes:g} minutes" if config.minutes else f"{config.epochs} epochs"
 
 
 def load_handin_model(handin_dir: str | os.PathLike, device: torch.device | str | None = None) -> nn.Module:

@@ -28,7 +28,8 @@ from .files import atomic_write
 MEAN_SHIFT_LIMIT = 0.15  # a channel's mean, in training standard deviations
 STD_RATIO_LIMITS = (0.9, 1.1)  # a channel's standard deviation, as a ratio to the training one
 BALANCE_LIMIT = 0.10  # total variation distance of the predicted class shares from those on training images
-LEADERBOARD_GAP = "about 10 points"  # course teams' Kaggle scores against their CIFAR-10 test accuracy
+LEADERBOARD_GAP = ("10.4 to 11.9 points (three course teams' public repositories: 95.49% test accuracy against 85.10% "
+                   "on the leaderboard, 95.32% against 84.97%, 96.10% against 84.2%)")  # Kaggle against CIFAR-10 test
 
 
 def write_submission(ids, labels, path: str | os.PathLike, columns: tuple[str, str] = COLUMNS) -> Path:

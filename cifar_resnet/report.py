@@ -66,7 +66,12 @@ def draft(results: dict, report: ParameterReport, checkpoint: Checkpoint, figure
                          [[s.name, " x ".join(map(str, s.output_shape)), f"{s.parameters:,}",
                            f"{s.parameters / report.total:.1%}"] for s in report.stages]
                          + [["total", "", f"{report.total:,}", "100%"]])
-    settings = Table(["setting", "value"], [[name, str(value)] for name, value in config.items() if value is not None])
+    trained = [["trained", f"{results['epochs']} epochs in {results['training_minutes']:.1f} minutes"
+                           + (f" (the recipe asked for {results['length_asked']})" if results.get("length_asked") else "")]]
+    settings = Table(["setting", "value"], trained + [[name, str(value)] for name, value in config.items()
+                                                      if value is not None and name not in ("epochs", "minutes")])
+    techniques = Table(["the course's technique", "used in this run"],
+                       [[name, "yes" if used else "no"] for name, used in (results.get("course_techniques") or {}).items()])
     accuracies = Table(["measure", "accuracy"], _accuracy_rows(results))
     tried = ("(Draft: say here what you tried besides this run, such as other widths, depths, blocks or training "
              "settings, and what each changed, with its numbers.)")
@@ -74,7 +79,8 @@ def draft(results: dict, report: ParameterReport, checkpoint: Checkpoint, figure
     return (f"A {report.total / 1e6:.2f}M-parameter ResNet for CIFAR-10", [
         ("Overview", [overview]),
         ("Methodology", ["Architecture: the stem, each stage and the head, with their output shapes and parameters.",
-                         architecture, "Training: every setting of the run.", settings]),
+                         architecture, "Training: what the run did, then every setting of its recipe.", settings,
+                         "The course's techniques, and which of them this run used.", techniques]),
         ("Results", [accuracies] + [Figure(f"plots/{name}", FIGURE_CAPTIONS.get(name, name)) for name in figures]),
         ("What we tried", [tried]),
         ("References", [references])])

@@ -82,7 +82,13 @@ def test_a_student_network_with_se_blocks_goes_from_params_to_handin(student_fol
     results = json.loads((handin / "results.json").read_text())
     assert results["parameters"] == built and results["fits_budget"] and results["epochs"] == 1
     assert set(results["test_accuracy"]) == {"off", "flip", "flip-shift"} and results["versions"]["torch"]
+    assert results["course_techniques"] == {"SGD with momentum": True, "warmup + cosine schedule": True,
+                                            "label smoothing 0.05": False, "random crop": True, "random flip": True,
+                                            "RandAugment": False, "random erasing": True}  # the reference recipe's
+    assert str(student_folder) not in (handin / "results.json").read_text()  # no home folder in a committed file
     report = (handin / "report.md").read_text()
+    assert "| trained | 1 epochs in " in report and "the recipe asked for 1 epochs" in report
+    assert "| RandAugment | no |" in report
     for section in ("## Overview", "## Methodology", "## Results", "## What we tried", "## References"):
         assert section in report
     assert f"{built:,}" in report and f"{100 * results['test_accuracy']['off']:.2f}%" in report
@@ -157,7 +163,7 @@ def test_predict_names_a_shift_for_brightened_flattened_images_and_not_for_clean
     x = smoke_data.test_images.float()
     shifted = ((x - x.mean()) * 0.6 + x.mean() + 40).clamp(0, 255).to(torch.uint8)  # brighter, flatter
     [message] = predict_warnings(tiny_run, shifted, tmp_path)
-    assert "shift" in message and "10 points" in message and "training standard deviations" in message
+    assert "shift" in message and "84.97%" in message and "training standard deviations" in message
     write_kaggle_pickle(tmp_path / "shifted.pkl", shifted)
     assert main(["predict", "--checkpoint", str(tiny_run / "checkpoint.pt"), "--pkl", str(tmp_path / "shifted.pkl"),
                  "--out", str(tmp_path / "s.csv")]) == 0
