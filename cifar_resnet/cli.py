@@ -41,7 +41,7 @@ def _add_tta_arg(p: argparse.ArgumentParser) -> None:
 
 
 def model_config_from_args(args):
-    """The network: --model's builder, or the ModelConfig named by --preset (default: reference)
+    """The network: --model's builder, or the ModelConfig named by --preset (default: course)
     with any explicit flags applied."""
     from .config import ConfigurationError, ModelConfig, get_preset
     from .network import Builder
@@ -89,10 +89,10 @@ def _parse_setting(text: str) -> tuple[str, object]:
 
 
 def train_config_from_args(args):
-    """The TrainConfig of --preset (or the default one), changed by the explicit flags and every --set."""
-    from .config import TrainConfig, get_preset
+    """The TrainConfig of --preset (default: the course's), changed by the explicit flags and every --set."""
+    from .config import get_preset
 
-    config = get_preset(args.preset).train if args.preset else TrainConfig()
+    config = get_preset(args.preset or DEFAULT_PRESET).train
     changes = {k: v for k, v in {"epochs": args.epochs, "minutes": args.minutes, "batch_size": args.batch_size,
                                  "lr": args.lr, "amp": args.amp, "seed": args.seed,
                                  "randaugment": args.randaugment or None, "compile": args.compile or None,

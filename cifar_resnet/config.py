@@ -21,7 +21,7 @@ AMP_MODES = ("auto", "bf16", "fp16", "off")
 EXECUTION_FIELDS = ("amp", "channels_last", "compile", "eval_batch_size")  # how a run computes, not what it learns
 TTA_MODES = ("off", "flip", "flip-shift")  # test-time augmentation: none, with the mirror image, also shifted
 SUBMISSION_COLUMNS = ("ID", "Labels")  # the course's Kaggle submission header
-DEFAULT_PRESET = "reference"  # the course's network: what the command line trains unless told otherwise
+DEFAULT_PRESET = "course"  # the course's network and recipe: what the command line trains unless told otherwise
 
 
 class ConfigurationError(CifarResnetError, ValueError):

@@ -26,13 +26,13 @@ from .train import fit
 
 KAGGLE_PICKLE = "cifar_test_nolabel.pkl"
 SMOKE_PRESET = "tiny"
-GPU_PRESET = DEFAULT_PRESET  # the course's network, for its full recipe: minutes on a GPU
-CPU_PRESET = "cpu-fast"  # 15 minutes on a laptop's CPU (the reference recipe would take hours there)
+GPU_PRESET = DEFAULT_PRESET  # the course's network and recipe: minutes on a GPU
+CPU_PRESET = "cpu-fast"  # 15 minutes on a laptop's CPU (the course's recipe would take hours there)
 
 
 def default_preset(smoke: bool = False) -> str:
     """The preset the notebooks train unless told otherwise: 'tiny' in smoke mode, else chosen by
-    the hardware ('reference' on a GPU, 'cpu-fast' on a CPU)."""
+    the hardware ('course' on a GPU, 'cpu-fast' on a CPU)."""
     if smoke:
         return SMOKE_PRESET
     return GPU_PRESET if select_device().type == "cuda" else CPU_PRESET
@@ -92,7 +92,7 @@ def settings(smoke: bool | None = None, preset: str | None = None, minutes: floa
     """The settings the notebooks share.
 
     ``preset`` (as notebook 03 passes it), else $CIFAR_RESNET_PRESET (for CI and scripts), else
-    ``default_preset``: 'tiny' in smoke mode, 'reference' on a GPU, 'cpu-fast' on a CPU.
+    ``default_preset``: 'tiny' in smoke mode, 'course' on a GPU, 'cpu-fast' on a CPU.
     ``minutes``, else $CIFAR_RESNET_MINUTES, sets a time budget instead of the preset's length.
     """
     smoke = smoke_mode(smoke)
