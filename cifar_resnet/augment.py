@@ -116,8 +116,14 @@ def adjust_sharpness(images: Tensor, factor: float) -> Tensor:
     return x.clamp_(0, 255).to(images.dtype)
 
 
+RAND_AUGMENT_OPERATIONS = ("shear x", "shear y", "translate x", "translate y", "rotate", "brightness",
+                           "saturation", "contrast", "sharpness", "posterize", "solarize", "autocontrast", "equalize",
+                           "identity")  # torchvision's 14, in the order of _rand_augment_ops
+
+
 def _rand_augment_ops(magnitude: int, num_bins: int, size: int) -> list[tuple]:
-    """torchvision's RandAugment operations as (function(images, m), m at ``magnitude``, signed)."""
+    """torchvision's RandAugment operations (named in RAND_AUGMENT_OPERATIONS) as (function(images, m), m at
+    ``magnitude``, signed)."""
     from torchvision.transforms import InterpolationMode
     from torchvision.transforms.v2 import functional as TF
 

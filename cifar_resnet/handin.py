@@ -33,7 +33,7 @@ from .run_folder import CHECKPOINT_FILE, has_validation
 
 WEIGHTS_FILE, CONFIG_FILE = "model_weights.pt", "model_config.json"  # the hand-in's network
 FIGURES = ("training_curves.png", "lr_schedule.png", "confusion_matrix.png", "per_class_accuracy.png",
-           "confident_mistakes.png", "robustness.png")  # what notebook 04 draws of the student's run
+           "confident_mistakes.png", "reliability.png", "robustness.png")  # what notebook 04 draws of the student's run
 
 
 def make_handin(run_dir: str | os.PathLike, submission: str | os.PathLike, plots_dir: str | os.PathLike,

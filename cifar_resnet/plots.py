@@ -12,7 +12,7 @@ from matplotlib.figure import Figure
 
 from .budget import ParameterReport
 from .data import CLASSES
-from .evaluate import Evaluation, calibration_bins, expected_calibration_error
+from .evaluate import Evaluation
 from .files import atomic_write
 from .run_folder import has_validation
 from .schedule import lr_at
@@ -257,10 +257,12 @@ def budget_scaling(sweeps: dict[str, list[tuple[float, ParameterReport]]], budge
     return fig
 
 
-def reliability_diagram(probabilities: torch.Tensor, labels: torch.Tensor, bins: int = 15) -> Figure:
-    """Accuracy against confidence per confidence bin (bars) beside the diagonal a calibrated model would follow,
-    with the expected calibration error in the title and each bin's share of the images below."""
-    confidence, accuracy, count = (t.numpy() for t in calibration_bins(probabilities, labels, bins))
+def reliability_diagram(confidence: torch.Tensor, accuracy: torch.Tensor, count: torch.Tensor) -> Figure:
+    """Accuracy against confidence per confidence bin (``evaluate.calibration_bins``' three tensors) beside the
+    diagonal a calibrated model would follow, with the expected calibration error in the title and each bin's share
+    of the images below."""
+    confidence, accuracy, count = (torch.as_tensor(t).double().cpu().numpy() for t in (confidence, accuracy, count))
+    bins = len(count)
     centres = (np.arange(bins) + 0.5) / bins
     fig, (ax, share) = plt.subplots(2, 1, figsize=(5, 5), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     held = count > 0
@@ -268,7 +270,7 @@ def reliability_diagram(probabilities: torch.Tensor, labels: torch.Tensor, bins:
     ax.bar(centres[held], confidence[held] - accuracy[held], 1 / bins, bottom=accuracy[held], color="#ef9a9a",
            alpha=0.6, label="gap to the mean confidence")
     ax.plot([0, 1], [0, 1], "k--", lw=1, label="calibrated")
-    ece = expected_calibration_error(probabilities, labels, bins)
+    ece = float((count / max(count.sum(), 1) * np.abs(accuracy - confidence)).sum())
     ax.set(ylabel="accuracy in the bin", xlim=(0, 1), ylim=(0, 1), title=f"reliability: ECE {100 * ece:.2f}%")
     ax.legend(fontsize=8, loc="upper left")
     share.bar(centres, count / max(count.sum(), 1), 1 / bins, color="grey")
@@ -295,12 +297,12 @@ def optimizer_paths(paths: dict[str, torch.Tensor], loss: Callable[[torch.Tensor
     return fig
 
 
-def step_losses(losses: dict[str, Sequence[float]], title: str) -> Figure:
-    """The training loss at every step of a few runs, one line each (log scale)."""
+def lines(series: dict[str, Sequence[float]], xlabel: str, ylabel: str, title: str, log: bool = False) -> Figure:
+    """One line per series of values, at x = 0, 1, 2, ... (a learning rate per step, a loss per step)."""
     fig, ax = plt.subplots(figsize=(7, 3))
-    for label, values in losses.items():
-        ax.plot(np.arange(1, len(values) + 1), values, label=label)
-    ax.set(xlabel="step", ylabel="training loss", yscale="log", title=title)
+    for label, values in series.items():
+        ax.plot(np.arange(len(values)), values, label=label)
+    ax.set(xlabel=xlabel, ylabel=ylabel, yscale="log" if log else "linear", title=title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()

@@ -30,6 +30,7 @@ FIGURE_CAPTIONS = {
     "confusion_matrix.png": "Confusion matrix on the test images (rows: true class).",
     "per_class_accuracy.png": "Accuracy per class, without and with test-time augmentation.",
     "confident_mistakes.png": "The test images the network got wrong most confidently.",
+    "reliability.png": "Accuracy against confidence on the test images, with the expected calibration error.",
     "robustness.png": "Accuracy on corrupted copies of the test images.",
 }
 

@@ -1,7 +1,9 @@
 """Execute the five notebooks top to bottom on real data and keep the executed copies in notebooks/executed/.
 
-One real run, as a student makes it: notebook 03 trains its preset (on a CPU `cpu-fast`, 15 minutes of training)
-into a fresh runs/course/, 04 writes the figures to plots/ and 05 the submission and the hand-in to handin/.
+One real run, as a student makes it, with the exercises' solutions (notebooks/solutions/exercises.py) filled in where
+the stubs are, so the executed copies show what a right answer prints (their first cell says so): notebook 03 trains
+its preset (on a CPU `cpu-fast`, 15 minutes of training) into a fresh runs/course/, 04 writes the figures to plots/
+and 05 the submission and the hand-in to handin/.
 The sources in notebooks/ are not touched. An earlier runs/course/ is moved aside, never deleted.
   python notebooks/execute.py --data DATA        # about 25 minutes on a 2-core CPU
   python notebooks/execute.py --smoke --out DIR   # smoke mode, as the tests run them: under a minute each
@@ -10,9 +12,11 @@ Prints each notebook's wall time and writes them to timings.json beside the exec
 from __future__ import annotations
 
 import argparse
+import ast
 import datetime
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -24,11 +28,44 @@ from nbclient.exceptions import CellExecutionError
 NOTEBOOKS = Path(__file__).resolve().parent
 PROJECT = NOTEBOOKS.parent
 EXECUTED = NOTEBOOKS / "executed"
+SOLUTIONS = NOTEBOOKS / "solutions" / "exercises.py"
+CHECK = re.compile(r'^check\("(\w+)", \1\)', re.MULTILINE)  # an exercise's check: the stub is the code above it
+
+
+def solutions() -> tuple[dict[str, str], str]:
+    """Each solution's source by name (functions and classes with their decorators, and assignments), and the
+    solutions file's imports."""
+    text = SOLUTIONS.read_text()
+    lines, found, imports = text.splitlines(), {}, []
+    for node in ast.parse(text).body:
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            imports.append(ast.get_source_segment(text, node))
+            continue
+        name = node.name if isinstance(node, (ast.FunctionDef, ast.ClassDef)) else \
+            node.targets[0].id if isinstance(node, ast.Assign) else None
+        if name:
+            start = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
+            found[name] = "\n".join(lines[start - 1:node.end_lineno])
+    return found, "\n".join(imports)
+
+
+def with_solutions(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """The notebook with every exercise's stub replaced by its solution, saying so in its first cell."""
+    found, imports = solutions()
+    for cell in notebook.cells:
+        match = CHECK.search(cell.source) if cell.cell_type == "code" else None
+        if match and match.group(1) in found:
+            cell.source = f"{found[match.group(1)]}\n\n\n{cell.source[match.start():]}"
+    notebook.cells[0].source += (f"\n\n> **This executed copy** ran on {datetime.date.today().isoformat()} with the "
+                                 f"exercises' solutions (`notebooks/solutions/exercises.py`) filled in, so every check "
+                                 f"shows what a right answer prints.")
+    notebook.cells.insert(2, nbformat.v4.new_code_cell(f"# the solutions' imports\n{imports}"))
+    return notebook
 
 
 def execute(path: Path, out: Path) -> tuple[float, bool]:
     """Run one notebook in a fresh kernel, save the executed copy (also when a cell fails), return its time."""
-    notebook = nbformat.read(path, as_version=4)
+    notebook = with_solutions(nbformat.read(path, as_version=4))
     start = time.perf_counter()
     try:
         NotebookClient(notebook, timeout=None, kernel_name="python3",

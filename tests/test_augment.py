@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from cifar_resnet.augment import augment, cutout, rand_augment, random_crop, random_erasing, random_flip
+from cifar_resnet.augment import RAND_AUGMENT_OPERATIONS, augment, cutout, rand_augment, random_crop, random_erasing, random_flip
 
 
 @pytest.fixture
@@ -105,6 +105,8 @@ def test_rand_augment_uses_torchvisions_operations_and_magnitudes(images):
     from cifar_resnet.augment import _rand_augment_ops
 
     ops = _rand_augment_ops(magnitude=9, num_bins=31, size=32)
+    assert len(ops) == len(RAND_AUGMENT_OPERATIONS) == 14  # each named in the notebook's gallery
+    assert RAND_AUGMENT_OPERATIONS.index("rotate") == 4 and RAND_AUGMENT_OPERATIONS.index("sharpness") == 8
     rotate, rotate_by, signed = ops[4]
     assert signed and rotate_by == pytest.approx(9.0)  # linspace(0, 30, 31)[9]
     assert torch.equal(rotate(images, -rotate_by), TF.rotate(images, -9.0, interpolation=InterpolationMode.NEAREST))

@@ -7,6 +7,7 @@ import importlib.util
 import inspect
 import json
 import math
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ from cifar_resnet import ModelConfig, get_preset
 from cifar_resnet.augment import random_crop, random_erasing
 from cifar_resnet.budget import count_parameters
 from cifar_resnet.data import Normalization
-from cifar_resnet.evaluate import confusion_counts, expected_calibration_error, predict_logits
+from cifar_resnet.evaluate import calibration_bins, confusion_counts, expected_calibration_error, predict_logits
 from cifar_resnet.exercises import BY_NOTEBOOK, EXERCISES, RIGHT, UNANSWERED, WRONG, check, mark, use
 from cifar_resnet.kaggle import validate_submission, write_submission
 from cifar_resnet.model import BasicBlock, TorchvisionLayout
@@ -28,6 +29,7 @@ from cifar_resnet.schedule import lr_at
 ROOT = Path(__file__).resolve().parents[1]
 spec = importlib.util.spec_from_file_location("solutions", ROOT / "notebooks" / "solutions" / "exercises.py")
 SOLUTIONS = importlib.util.module_from_spec(spec)
+sys.modules["solutions"] = SOLUTIONS  # so that inspect finds the source of its classes
 spec.loader.exec_module(SOLUTIONS)
 S = SOLUTIONS
 
@@ -66,6 +68,15 @@ def _unweighted_ece(probabilities, labels, bins):
     gaps = [((predicted[index == b] == labels[index == b]).double().mean() - confidence[index == b].double().mean()).abs()
             for b in range(bins) if (index == b).any()]
     return float(sum(gaps) / len(gaps))
+
+
+def _bins_by_the_labels_probability(probabilities, labels, bins):
+    confidence = probabilities.gather(1, labels.view(-1, 1)).flatten()  # the label's probability, not the top one
+    index = (confidence * bins).long().clamp(max=bins - 1)
+    count = torch.bincount(index, minlength=bins).double()
+    right = (probabilities.argmax(1) == labels).double()
+    return (torch.bincount(index, weights=confidence.double(), minlength=bins) / count.clamp(min=1),
+            torch.bincount(index, weights=right, minlength=bins) / count.clamp(min=1), count)
 
 
 def _writer_with_row_numbers(path, ids, predictions):
@@ -114,6 +125,7 @@ MISTAKES = {  # name: (a typical wrong answer, words its hint must contain)
     "confusion_matrix": (lambda labels, predictions, classes: torch.bincount(
         predictions * classes + labels, minlength=classes ** 2).view(classes, classes), "other way round"),
     "recall": (lambda confusion, c: confusion[c, c] / confusion[:, c].sum(), "that is precision"),
+    "calibration_bins": (_bins_by_the_labels_probability, "top probability"),
     "expected_calibration_error": (_unweighted_ece, "share of the images"),
     "predict_in_batches": (_predict_in_train_mode, "eval mode"),
     "write_submission_csv": (_writer_with_row_numbers, "not the row numbers"),
@@ -137,6 +149,7 @@ PACKAGE_ANSWERS = {  # name: what a student could hand in instead of writing it 
     "training_step": lambda net, optimizer, loss_fn, images, labels: fit(net, None, images),
     "flip_tta_logits": lambda model, x: predict_logits(model, x, None, tta="flip"),
     "confusion_matrix": lambda labels, predictions, classes: confusion_counts(labels, predictions, classes),
+    "calibration_bins": lambda probabilities, labels, bins: calibration_bins(probabilities, labels, bins),
     "expected_calibration_error": expected_calibration_error,
     "predict_in_batches": lambda model, images, normalization, batch_size: predict_logits(
         model, images, normalization).argmax(1),
@@ -153,7 +166,8 @@ def test_every_exercise_has_a_solution_a_mistake_and_a_refused_shortcut():
 
 @pytest.mark.parametrize("name", sorted(EXERCISES))
 def test_the_solution_is_right_and_a_mistake_is_caught_with_a_hint(name, capsys):
-    assert check(name, getattr(SOLUTIONS, name)) and capsys.readouterr().out == f"✓ {name}: right\n"
+    check(name, getattr(SOLUTIONS, name))
+    assert capsys.readouterr().out == f"✓ {name}: right\n"
     wrong, words = MISTAKES[name]
     verdict, message = mark(name, wrong)
     assert verdict == WRONG and words in message, message
@@ -198,7 +212,8 @@ def test_an_untouched_exercise_is_not_answered_yet(name, capsys):
     untouched = {"function": stub, "class": StubBlock, "value": ...}[EXERCISES[name].kind]
     for answer in (..., None, untouched):
         assert mark(name, answer)[0] == UNANSWERED, answer
-    assert not check(name, ...) and "not answered yet" in capsys.readouterr().out
+    check(name, ...)
+    assert "not answered yet" in capsys.readouterr().out
 
 
 def test_an_answer_that_crashes_is_wrong_with_its_reason():

@@ -26,17 +26,18 @@ def mark(name: str, answer) -> tuple[str, str]:
     return verdict(EXERCISES[name], answer)
 
 
-def check(name: str, answer) -> bool:
-    """Print whether ``answer`` to exercise ``name`` is right (with a hint when not); True if it is."""
+def check(name: str, answer) -> None:
+    """Print whether ``answer`` to exercise ``name`` is right, with a hint when it is not (``mark`` returns it)."""
     result, message = mark(name, answer)
     print({RIGHT: "✓ ", WRONG: "✗ "}.get(result, "… ") + message)
-    return result == RIGHT
 
 
 def use(name: str, answer, fallback: Any) -> Any:
-    """``answer`` when it is right, else ``fallback`` (the package's version), saying which the next cell runs."""
+    """``answer`` when it is right, else ``fallback`` (the package's version, or None: the cell waits for yours),
+    saying which the cell runs."""
     if mark(name, answer)[0] == RIGHT:
         print(f"using your {name}")
         return answer
-    print(f"using the package's version until your {name} is right")
+    print(f"using the package's version until your {name} is right" if fallback is not None else
+          f"{name} is not right yet: this cell skips it until it is")
     return fallback

@@ -71,12 +71,36 @@ def check_recall(answer) -> tuple[bool, str]:
     return all(abs(a - b) < 1e-6 for a, b in zip(result, expected)), "row c: true class c; its diagonal entry by its sum"
 
 
+def _overconfident(g: torch.Generator, n: int = 2000) -> tuple[torch.Tensor, torch.Tensor]:
+    """Probabilities (n, 10) that are right more often than chance, and over-confident, and their labels."""
+    labels = torch.randint(0, 10, (n,), generator=g, device=cases.CPU)
+    logits = 3 * torch.randn(n, 10, generator=g, device=cases.CPU)
+    logits[torch.arange(n), labels] += 2.0
+    return logits.softmax(1), labels
+
+
+def check_bins(answer) -> tuple[bool, str]:
+    probabilities, labels = _overconfident(cases.generator())
+    probabilities[0] = torch.nn.functional.one_hot(labels[0], 10).double()  # a confidence of exactly 1
+    for bins in (10, 15):
+        result = answer(probabilities, labels, bins)
+        if not (isinstance(result, tuple) and len(result) == 3):
+            return False, "return three tensors of one value per bin: mean confidence, accuracy, number of images"
+        confidence, accuracy, count = (torch.as_tensor(t, device=cases.CPU).double().flatten() for t in result)
+        want_confidence, want_accuracy, want_count = calibration_bins(probabilities, labels, bins)
+        if len(count) != bins or not torch.equal(count, want_count):
+            return False, (f"{bins} bins of equal width over [0, 1] by the top probability: bin = floor(confidence * "
+                           f"bins), a confidence of exactly 1 in the last bin (yours counted {count.tolist()})")
+        held = want_count > 0
+        if not torch.allclose(accuracy[held], want_accuracy[held], atol=1e-6):
+            return False, "a bin's accuracy: the share of its images whose top class (argmax) is the label"
+        if not torch.allclose(confidence[held], want_confidence[held], atol=1e-6):
+            return False, "a bin's confidence: the mean top probability of its images"
+    return True, ""
+
+
 def check_calibration(answer) -> tuple[bool, str]:
-    g = cases.generator()
-    labels = torch.randint(0, 10, (2000,), generator=g, device=cases.CPU)
-    logits = 3 * torch.randn(2000, 10, generator=g, device=cases.CPU)
-    logits[torch.arange(2000), labels] += 2.0  # right more often than chance, and over-confident
-    probabilities = logits.softmax(1)
+    probabilities, labels = _overconfident(cases.generator())
     for bins in (10, 15):
         expected = expected_calibration_error(probabilities, labels, bins)
         found = float(answer(probabilities, labels, bins))
@@ -95,6 +119,7 @@ EXERCISES = (
     Exercise("flip_tta_logits", check_flip_tta, own=(_tta_logits, predict_logits, evaluate, "predict_logits")),
     Exercise("confusion_matrix", check_confusion, own=(confusion_counts, "confusion_counts", "score"), no_loop=True),
     Exercise("recall", check_recall),
+    Exercise("calibration_bins", check_bins, own=(calibration_bins, "calibration_bins")),
     Exercise("expected_calibration_error", check_calibration,
              own=(expected_calibration_error, calibration_bins, "calibration_bins")),
 )

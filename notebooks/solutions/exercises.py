@@ -152,6 +152,16 @@ def recall(confusion, c):
     return (confusion[c, c] / confusion[c].sum()).item()  # row c: the images whose true class is c
 
 
+def calibration_bins(probabilities, labels, bins):
+    confidence, predicted = probabilities.max(dim=1)
+    index = (confidence * bins).long().clamp(max=bins - 1)  # a confidence of 1 goes into the last bin
+    count = torch.bincount(index, minlength=bins).double()
+    held = count.clamp(min=1)                                # empty bins: 0, not 0 / 0
+    mean_confidence = torch.bincount(index, weights=confidence.double(), minlength=bins) / held
+    accuracy = torch.bincount(index, weights=(predicted == labels).double(), minlength=bins) / held
+    return mean_confidence, accuracy, count
+
+
 def expected_calibration_error(probabilities, labels, bins):
     confidence, predicted = probabilities.max(dim=1)
     index = (confidence * bins).long().clamp(max=bins - 1)  # bins of equal width over [0, 1]
