@@ -6,7 +6,7 @@ import json
 import math
 from pathlib import Path
 
-from .config import TrainConfig
+from .config import TrainConfig, techniques_used
 from .data import CifarData, Normalization
 from .device import Compute, device_description
 from .errors import CifarResnetError
@@ -53,9 +53,11 @@ def read_history(run_dir: str | Path) -> list[dict]:
 
 def run_description(network: Network, config: TrainConfig, normalization: Normalization, data: CifarData,
                     compute: Compute) -> dict:
-    """run.json's content: what the run trains (network, recipe, normalization, data) and how it computes."""
+    """run.json's content: what the run trains (network, recipe and which of the course's techniques it uses,
+    normalization, data) and how it computes."""
     dtype = compute.dtype
     return {"model_config": network.to_dict(), "train_config": config.to_dict(),
+            "course_techniques": techniques_used(config),
             "normalization": normalization.to_dict(), "data": repr(data),
             "device": device_description(compute.device), "precision": compute.precision,
             "autocast_dtype": str(dtype).removeprefix("torch.") if dtype else None}

@@ -4,7 +4,7 @@ import dataclasses
 import pytest
 
 from cifar_resnet import experiments, get_preset
-from cifar_resnet.config import AIRBENCH_RECIPE
+from cifar_resnet.config import AIRBENCH_RECIPE, COURSE_TECHNIQUES, TrainConfig, techniques_used
 from cifar_resnet.errors import CifarResnetError
 
 
@@ -79,6 +79,25 @@ def test_the_committed_measurements_match_the_variants_the_notebooks_name(name, 
     assert run["machine"] and run["date"] and run["minutes"] > 0
     assert [r["label"] for r in run["rows"]] == [v.label for v in variants(run["minutes"])]
     assert all("diverged" in r or 0 < r["val_acc"] <= 1 for r in run["rows"])
+
+
+def test_the_technique_rows_are_the_variants_they_name_with_the_recipe_they_trained():
+    run = experiments.measured("techniques")
+    assert run["machine"] and run["date"] and run["epochs"] == experiments.TECHNIQUE_EPOCHS
+    variants = {v.label: v for seed in experiments.SEEDS for v in experiments.technique_variants(run["epochs"], seed)}
+    assert run["rows"] and all(row["label"] in variants for row in run["rows"])
+    for row in run["rows"]:
+        assert TrainConfig.from_dict(row["recipe"]) == variants[row["label"]].train, row["label"]
+        assert row["epochs"] == run["epochs"] and 0 < row["val_acc"] <= 1
+
+
+def test_the_techniques_are_the_courses_recipe_less_one_at_a_time():
+    base, *others = experiments.technique_variants(20)
+    assert techniques_used(base.train) == dict.fromkeys(COURSE_TECHNIQUES, True)
+    assert base.model == get_preset("cpu-fast").model and base.train.batch_size == 512 and base.train.lr == 0.4
+    for variant in others:
+        changed = base.train.changes(variant.train)
+        assert changed and set(changed) <= {"randaugment", "erasing", "label_smoothing", "schedule"}, variant.label
 
 
 def test_show_measured_prints_machine_date_and_table(capsys):

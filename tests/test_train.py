@@ -7,7 +7,7 @@ import torch
 
 import sys
 from cifar_resnet.checkpoint import load_checkpoint
-from cifar_resnet.config import PRESETS, ModelConfig, TrainConfig
+from cifar_resnet.config import COURSE_TECHNIQUES, PRESETS, ModelConfig, TrainConfig, techniques_used
 from cifar_resnet.errors import CifarResnetError
 from cifar_resnet.model import build_model
 from cifar_resnet.optimizer import Lookahead, parameter_groups
@@ -112,6 +112,8 @@ def test_fit_learns_and_writes_checkpoint_and_history(smoke_data, tmp_path):
     assert ckpt.finished and ckpt.epoch == 6 and ckpt.model_config == TINY and ckpt.train_config == config
     assert ckpt.normalization == result.normalization
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt", "history.csv", "history.json", "run.json"]
+    techniques = json.loads((tmp_path / "run.json").read_text())["course_techniques"]
+    assert techniques == techniques_used(config) and set(techniques) == set(COURSE_TECHNIQUES)
     assert result.summary().startswith(f"epoch 6: validation accuracy {history[-1]['val_acc']:.2%}; ")
 
 
