@@ -57,7 +57,7 @@ AUGMENTATIONS: tuple[tuple[str, dict], ...] = (
     ("flips and crops: airbench94's recipe", {}),
 )
 PRESET_NAMES = ("tiny", "small", "cpu-fast", "four-stage", "reference")
-TECHNIQUE_EPOCHS = 20  # the course's recipe on cpu-fast's network: about 15 minutes on a 2-core CPU
+TECHNIQUE_EPOCHS = 20  # about what cpu-fast's network trains in 15 minutes on a 2-core CPU (21 with Muon in notebook 03)
 # the course's techniques, each taken out of (or changed in) its recipe in turn
 TECHNIQUES: tuple[tuple[str, dict], ...] = (
     ("course's recipe: RandAugment, erasing, LS 0.05", {}),

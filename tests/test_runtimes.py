@@ -121,7 +121,7 @@ def test_the_default_preset_follows_the_hardware_and_the_notebook_can_change_it(
     assert course.settings(smoke=False).preset == "cpu-fast"  # this machine has no GPU
     assert course.settings(smoke=True).preset == "tiny"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert course.settings(smoke=False).preset == "reference"
+    assert course.settings(smoke=False).preset == "course"
     assert course.settings(smoke=False, preset="small").preset == "small"
     monkeypatch.setenv("CIFAR_RESNET_PRESET", "four-stage")
     assert course.settings(smoke=False).preset == "four-stage"
