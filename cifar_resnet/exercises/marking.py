@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 RIGHT, WRONG, UNANSWERED = "right", "wrong", "not answered yet"
-KINDS = ("function", "class", "value")
 
 
 class NotAnswered(Exception):
