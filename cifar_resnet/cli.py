@@ -1,4 +1,4 @@
-"""``python -m cifar_resnet {params,train,evaluate,predict,handin}``: the package for long runs outside Jupyter.
+"""``python -m cifar_resnet {params,train,evaluate,predict,handin,search}``: the package for long runs outside Jupyter.
 
 User errors print one line on stderr and exit with status 2, without a traceback.
 """
@@ -88,15 +88,19 @@ def _parse_setting(text: str) -> tuple[str, object]:
         raise ConfigurationError(f"--set {name}={raw}: {name} takes a value of type {fields[name]}") from None
 
 
-def train_config_from_args(args):
-    """The TrainConfig of --preset (default: the course's), changed by the explicit flags and every --set."""
+def train_config_from_args(args, config=None):
+    """The TrainConfig ``config`` (default: --preset's, else the course's), changed by the explicit flags and every
+    --set. --epochs without --minutes trains for those epochs, even where the recipe gives minutes."""
     from .config import get_preset
 
-    config = get_preset(args.preset or DEFAULT_PRESET).train
-    changes = {k: v for k, v in {"epochs": args.epochs, "minutes": args.minutes, "batch_size": args.batch_size,
+    config = config or get_preset(args.preset or DEFAULT_PRESET).train
+    minutes = args.minutes if args.minutes is not None or args.epochs is None else "epochs"
+    changes = {k: v for k, v in {"epochs": args.epochs, "minutes": minutes, "batch_size": args.batch_size,
                                  "lr": args.lr, "amp": args.amp, "seed": args.seed,
                                  "randaugment": args.randaugment or None, "compile": args.compile or None,
                                  }.items() if v is not None}
+    if changes.get("minutes") == "epochs":
+        changes["minutes"] = None
     changes.update(_parse_setting(text) for text in args.set)
     return dataclasses.replace(config, **changes)
 
@@ -127,14 +131,55 @@ def cmd_train(args) -> None:
     from .train import fit
 
     device = select_device(args.device)
-    model_config = model_config_from_args(args)
-    if isinstance(model_config, Builder):
-        model_config.build()  # a broken builder fails here, before the data is read
-    config = train_config_from_args(args)
+    if args.from_study:
+        model_config, config = best_of_study(args)
+    else:
+        model_config = model_config_from_args(args)
+        if isinstance(model_config, Builder):
+            model_config.build()  # a broken builder fails here, before the data is read
+        config = train_config_from_args(args)
     data = load_cifar10(args.data, smoke=args.smoke or None, download=args.download)
     print(data, file=sys.stderr)
     result = fit(model_config, config, data, args.out, device=device, resume=args.resume)
     print(f"{result.summary()}; checkpoint {result.checkpoint_path}")
+
+
+def best_of_study(args):
+    """``train --from-study``: the best trial's network, and its recipe changed by the training flags."""
+    from .config import ConfigurationError
+    from .search import best_configuration, load_study
+
+    shape_flags = [name for name in ("preset", "blocks", "channels", "kernel", "skip_kernel", "pool", "downsample",
+                                     "style", "model") if getattr(args, name) is not None]
+    if shape_flags:
+        raise ConfigurationError(f"--from-study trains the study's best network: leave out "
+                                 f"--{shape_flags[0].replace('_', '-')}")
+    best, model, recipe = best_configuration(load_study(args.from_study, args.search_out, args.storage))
+    print(f"study {args.from_study}: trial {best['number']}, val_acc {best['value']:.4f} in the search, "
+          f"{best['parameters']:,} parameters: {model.code()}", file=sys.stderr)
+    return model, train_config_from_args(args, recipe)
+
+
+def cmd_search(args) -> None:
+    from .data import load_cifar10
+    from .device import select_device
+    from .search import TrialBudget, leaderboard, leaderboard_table, load_study, open_search
+
+    if args.show:
+        board = leaderboard(load_study(args.study, args.out, args.storage))
+        print(json.dumps(board) if args.json else leaderboard_table(board))
+        return
+    if args.trials is None or (args.minutes_per_trial is None) == (args.epochs_per_trial is None):
+        raise CifarResnetError("search needs --trials N and one of --minutes-per-trial M or --epochs-per-trial E "
+                               "(or --show for the leaderboard)")
+    budget = TrialBudget(epochs=args.epochs_per_trial, minutes=args.minutes_per_trial)
+    device = select_device(args.device)
+    search = open_search(args.study, budget, space=args.space, objectives=tuple(args.objectives), out=args.out,
+                         storage=args.storage, heartbeat_seconds=args.heartbeat)
+    data = load_cifar10(args.data, smoke=args.smoke or None)
+    print(data, file=sys.stderr)
+    study = search.run(args.trials, data, device=device, seed=args.seed)
+    print(leaderboard_table(leaderboard(study)))
 
 
 def cmd_evaluate(args) -> None:
@@ -213,6 +258,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--download", action="store_true", help="download CIFAR-10 if it is not found")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     p.add_argument("--device", help="cpu, cuda or mps (default: cuda, else mps, when available)")
+    p.add_argument("--from-study", metavar="NAME", help="train the best configuration of a search's study "
+                                                         "(its network and recipe; the flags above change the recipe)")
+    p.add_argument("--storage", metavar="URL", help="the study's database, as for search (default: "
+                                                    "$CIFAR_RESNET_STORAGE, a Colab or Kaggle secret, else embedded)")
+    p.add_argument("--search-out", default="searches", metavar="DIR",
+                   help="the search's --out, where an embedded study lives (default: searches)")
     p.set_defaults(run=cmd_train)
 
     p = sub.add_parser("evaluate", help="accuracy of a checkpoint on the test batch")
@@ -233,7 +284,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="cpu, cuda or mps (default: cuda, else mps, when available)")
     p.set_defaults(run=cmd_predict)
     _add_handin_parser(sub)
+    _add_search_parser(sub)
     return parser
+
+
+def _add_search_parser(sub) -> None:
+    from .search import DEFAULT_OUT, OBJECTIVES
+    from .study_storage import HEARTBEAT_SECONDS
+
+    p = sub.add_parser("search", help="search the design space under the 5M budget with Optuna, alone or as a team")
+    p.add_argument("--study", required=True, metavar="NAME", help="the study: every process that names it shares it")
+    p.add_argument("--storage", metavar="URL",
+                   help="a database the team shares, e.g. postgresql://user:password@host/db (default: "
+                        "$CIFAR_RESNET_STORAGE, a Colab or Kaggle secret of that name, else OUT/NAME/study.journal)")
+    p.add_argument("--trials", type=int, metavar="N", help="trials to run in this process")
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument("--minutes-per-trial", type=float, metavar="M")
+    budget.add_argument("--epochs-per-trial", type=int, metavar="E")
+    p.add_argument("--space", metavar="FILE.json", help="the space to search (default: search_space.DEFAULT_SPACE)")
+    p.add_argument("--objectives", nargs="+", default=["accuracy"], choices=list(OBJECTIVES),
+                   help="accuracy, or accuracy and parameters, or accuracy and seconds (a Pareto front)")
+    p.add_argument("--data", help="folder holding cifar-10-batches-py (default $CIFAR_RESNET_DATA or ./data)")
+    p.add_argument("--out", default=DEFAULT_OUT, help=f"OUT/NAME holds a folder per trial (default {DEFAULT_OUT})")
+    p.add_argument("--smoke", action="store_true", help="tiny subset (or synthetic data when none is found)")
+    p.add_argument("--seed", type=int, default=0, help="every trial's training seed")
+    p.add_argument("--heartbeat", type=int, default=HEARTBEAT_SECONDS, metavar="S",
+                   help=f"a database's heartbeat in seconds; a trial is stale after twice that (default {HEARTBEAT_SECONDS})")
+    p.add_argument("--device", help="cpu, cuda or mps (default: cuda, else mps, when available)")
+    p.add_argument("--show", action="store_true", help="print the study's leaderboard instead")
+    p.add_argument("--json", action="store_true", help="with --show: the leaderboard as one JSON object")
+    p.set_defaults(run=cmd_search)
 
 
 def _add_handin_parser(sub) -> None:

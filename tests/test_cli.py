@@ -61,6 +61,25 @@ def test_train_settings_come_from_the_preset_the_flags_and_set():
     assert (config.batch_size, config.whiten_stem) == (preset.batch_size, preset.whiten_stem)
 
 
+def test_epochs_replace_a_recipes_minutes_and_minutes_replace_epochs():
+    def recipe(*flags):
+        return train_config_from_args(build_parser().parse_args(["train", "--preset", "cpu-fast", "--out", "r", *flags]))
+    assert recipe("--epochs", "5").minutes is None and recipe("--epochs", "5").epochs == 5  # cpu-fast gives minutes
+    assert recipe().minutes == 15 and recipe("--minutes", "2", "--epochs", "5").minutes == 2
+
+
+def test_an_installed_package_holds_every_subpackage():
+    import tomllib
+    from pathlib import Path
+
+    from setuptools import find_packages
+
+    root = Path(__file__).parent.parent
+    include = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
+    folders = {str(p.parent.relative_to(root)).replace("/", ".") for p in (root / "cifar_resnet").rglob("__init__.py")}
+    assert folders and set(find_packages(str(root), include=include)) == folders
+
+
 @pytest.mark.parametrize("setting, message", [
     ("weight_decay", "give NAME=VALUE"),
     ("momentum_x=0.9", "NAME one of"),
