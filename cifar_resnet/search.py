@@ -91,6 +91,10 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
@@ -227,8 +231,9 @@ class Search:
 
     def run(self, trials: int, data: CifarData, device: torch.device | str | None = None, seed: int = 0):
         """Run ``trials`` trials in this process; Ctrl-C keeps every finished trial."""
-        say(f"study {self.study.study_name!r} in {self.storage.shown_as}: {len(self.study.trials)} trials so far; "
-            f"{trials} more here, {self.budget} each")
+        so_far = plural(len(self.study.trials), "trial")
+        say(f"study {self.study.study_name!r} in {self.storage.shown_as}: {so_far} so far; {trials} more here, "
+            f"{self.budget} each")
         objective = Objective(self.space, self.budget, self.objectives, data, self.folder, device, seed)
         try:
             self.study.optimize(objective, n_trials=trials, catch=(TrialFailed,), callbacks=[finished_line],
@@ -275,8 +280,8 @@ def interrupted_message(study, storage: StudyStorage) -> str:
                and t.user_attrs.get("worker") == worker_id() and "run_folder" in t.user_attrs]
     for trial in stopped[-1:]:  # the one this process was running
         retry_callback()(study, trial)
-    finished = sum(t.state.is_finished() for t in trials)
-    return (f"search stopped: the {finished} finished trials are kept in {storage.shown_as}"
+    finished = sum(t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED) for t in trials)
+    return (f"search stopped: {plural(finished, 'finished trial')} kept in {storage.shown_as}"
             + (f"; trial {stopped[-1].number} stopped and is queued to resume from its checkpoint in "
                f"{stopped[-1].user_attrs['run_folder']}" if stopped else ""))
 

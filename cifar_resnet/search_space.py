@@ -89,7 +89,8 @@ def load_space(source: str | Path | dict | None) -> dict:
 def check_space(space: dict) -> None:
     """Raise ConfigurationError naming the first key or value that no search could use."""
     if not isinstance(space, dict):
-        raise ConfigurationError(f"a space is a JSON object with 'base', 'model' and 'train'; got {type(space).__name__}")
+        raise ConfigurationError(f"a space is a JSON object with 'base', 'model' and 'train'; "
+                                 f"got {type(space).__name__}")
     unknown = sorted(set(space) - {"base", "model", "train"})
     if unknown:
         raise ConfigurationError(f"unknown space keys {unknown}: a space has 'base', 'model' and 'train'")

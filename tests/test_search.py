@@ -2,6 +2,7 @@
 its leaderboard, and its refusals."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -108,7 +109,8 @@ def test_bad_inputs_exit_2_in_one_line_without_the_password(capsys, tmp_path):
     assert code == 2 and "cannot reach the study database postgresql://team:***@127.0.0.1" in err
     assert "hunter2pw" not in out + err and len(err.strip().splitlines()) == 1
     over = tmp_path / "over.json"
-    over.write_text(json.dumps({"base": "tiny", "model": {"blocks": [8, 9], "channels": [[1024], [2048]], "stages": 2}}))
+    over.write_text(json.dumps({"base": "tiny", "model": {"blocks": [8, 9], "channels": [[1024], [2048]],
+                                                          "stages": 2}}))
     code, _, err = run(capsys, "search", "--study", "s", "--space", str(over), *common)
     assert code == 2 and "no configuration in the space fits the 5,000,000-parameter budget" in err
     assert not (tmp_path / "s").exists()  # caught before any trial, before the study is made
@@ -164,8 +166,8 @@ def postgres_url():
 EPOCHS = 12  # per trial: the first worker is killed after its first, long before the pruner's first rung (3)
 
 
-def worker(url: str, out: Path, space: Path, trials: int, log: Path) -> subprocess.Popen:
-    command = [sys.executable, "-m", "cifar_resnet", "search", "--study", "team", "--storage", url,
+def worker(url: str | None, out: Path, space: Path, trials: int, log: Path, study: str = "team") -> subprocess.Popen:
+    command = [sys.executable, "-m", "cifar_resnet", "search", "--study", study, *(["--storage", url] if url else []),
                "--trials", str(trials), "--epochs-per-trial", str(EPOCHS), "--space", str(space), "--smoke",
                "--out", str(out), "--heartbeat", "1", "--device", "cpu"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -216,3 +218,29 @@ def test_two_workers_share_a_study_and_a_killed_workers_trial_is_retried(postgre
     assert sum(row["state"] == "RUNNING" for row in board["trials"]) == 0
     assert any(row["parameters"] > PARAMETER_BUDGET for row in board["trials"])  # the space reaches over the budget
     assert_agrees_with_run_folders(board, out / "team")
+
+
+def test_ctrl_c_keeps_the_finished_trials_and_queues_the_stopped_one_to_resume(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("CIFAR_RESNET_STORAGE", raising=False)
+    space = tmp_path / "space.json"
+    space.write_text(json.dumps(TINY_SPACE))
+    log = tmp_path / "search.log"
+    search = worker(None, tmp_path, space, 3, log, study="stopped")
+
+    def second_trial_training():
+        lines = log.read_text().splitlines()
+        finished = [i for i, line in enumerate(lines) if line.endswith(("COMPLETE", "PRUNED")) or "val_acc" in line]
+        started = [line for line in lines[finished[0]:] if " started in " in line] if finished else []
+        return started and (Path(started[0].split(" started in ")[1].split(":")[0]) / "checkpoint.pt").is_file()
+    wait_for(second_trial_training, 240, "a second trial's checkpoint")
+    search.send_signal(signal.SIGINT)
+    assert search.wait(timeout=120) == 130
+    assert re.search(r"search stopped: \d+ finished trials? kept in .*queued to resume from its checkpoint",
+                     log.read_text())
+    board = board_of(capsys, "--study", "stopped", "--out", str(tmp_path))
+    stopped = [row for row in board["trials"] if row["state"] == "FAIL"]
+    assert len(stopped) == 1 and any(row["state"] in ("COMPLETE", "PRUNED") for row in board["trials"])
+    assert [row["state"] for row in board["trials"] if row["retry_of"] == stopped[0]["number"]] == ["WAITING"]
+
+    again = worker(None, tmp_path, space, 1, tmp_path / "again.log", study="stopped")
+    assert again.wait(timeout=240) == 0 and "resumed from its checkpoint" in (tmp_path / "again.log").read_text()
