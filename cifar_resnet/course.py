@@ -1,4 +1,4 @@
-"""What the five notebooks share: the run's settings and where its files live.
+"""What the notebooks share: the run's settings and where its files live.
 
 Notebook 03 trains into ``settings().run_dir``; notebooks 04 and 05 read from there. In smoke mode
 everything goes under ``runs/smoke`` (figures too), so a smoke run never overwrites the figures of

@@ -1,4 +1,4 @@
-"""Execute the five notebooks top to bottom on real data and keep the executed copies in notebooks/executed/.
+"""Execute the notebooks top to bottom on real data and keep the executed copies in notebooks/executed/.
 
 One real run, as a student makes it, with the exercises' solutions (notebooks/solutions/exercises.py) filled in where
 the stubs are, so the executed copies show what a right answer prints (their first cell says so): notebook 03 trains
@@ -86,6 +86,8 @@ def main(argv=None) -> int:
     parser.add_argument("--preset", help="what notebook 03 trains (default: chosen by the hardware)")
     parser.add_argument("--smoke", action="store_true", help="smoke mode, to time the notebooks as the tests run them")
     parser.add_argument("--out", type=Path, default=EXECUTED, help=f"where the executed copies go (default {EXECUTED})")
+    parser.add_argument("--only", nargs="+", metavar="NN", help="only the notebooks whose names start so, e.g. 01 06; "
+                                                               "the other notebooks' timings are kept")
     args = parser.parse_args(argv)
     if not (args.data or args.smoke):
         parser.error("--data is required: the executed copies come from real data (or time them with --smoke)")
@@ -94,19 +96,22 @@ def main(argv=None) -> int:
         os.environ["CIFAR_RESNET_DATA"] = str(Path(args.data).resolve())
     if args.preset:
         os.environ["CIFAR_RESNET_PRESET"] = args.preset
+    notebooks = [p for p in sorted(NOTEBOOKS.glob("0*.ipynb")) if not args.only or p.name.startswith(tuple(args.only))]
     run_dir = PROJECT / "runs" / "course"
-    if run_dir.exists() and not args.smoke:
+    if run_dir.exists() and not args.smoke and any(p.name.startswith("03") for p in notebooks):
         run_dir.rename(run_dir.with_name(f"course.before-{datetime.datetime.now():%Y%m%d-%H%M%S}"))
     args.out.mkdir(parents=True, exist_ok=True)
-    timings = {}
-    for path in sorted(NOTEBOOKS.glob("0*.ipynb")):
+    timings_file = args.out / "timings.json"
+    kept = json.loads(timings_file.read_text()) if args.only and timings_file.is_file() else {}
+    timings = kept.get("seconds", {}) if kept.get("smoke") == args.smoke else {}
+    for path in notebooks:
         seconds, ok = execute(path, args.out)
         timings[path.name] = round(seconds, 1)
         print(f"{path.name:<45} {seconds / 60:6.1f} minutes{'' if ok else '  FAILED: see the executed copy'}",
               flush=True)
         if not ok:
             return 1
-    (args.out / "timings.json").write_text(json.dumps(
+    timings_file.write_text(json.dumps(
         {"date": datetime.date.today().isoformat(), "smoke": args.smoke, "seconds": timings}, indent=1) + "\n")
     return 0
 
