@@ -99,6 +99,36 @@ def test_a_password_is_never_shown():
     assert scrubbed("FATAL: password s3cr@t or s3cr%40t rejected", url) == "FATAL: password *** or *** rejected"
 
 
+def test_the_storage_url_comes_from_the_flag_the_environment_or_a_colab_or_kaggle_secret(monkeypatch):
+    import types
+
+    from cifar_resnet.study_storage import storage_url
+
+    monkeypatch.delenv("CIFAR_RESNET_STORAGE", raising=False)
+    assert storage_url(None) is None  # embedded
+    colab = types.ModuleType("google.colab")
+    colab.userdata = types.SimpleNamespace(get=lambda name: {"CIFAR_RESNET_STORAGE": "postgresql://colab"}[name])
+    monkeypatch.setitem(sys.modules, "google", types.ModuleType("google"))
+    monkeypatch.setitem(sys.modules, "google.colab", colab)
+    assert storage_url(None) == "postgresql://colab"
+    monkeypatch.setenv("CIFAR_RESNET_STORAGE", "postgresql://environment")
+    assert storage_url(None) == "postgresql://environment" and storage_url("mysql://flag") == "mysql://flag"
+    monkeypatch.delenv("CIFAR_RESNET_STORAGE")
+    monkeypatch.delitem(sys.modules, "google.colab")
+
+    class NoSuchSecret(Exception):
+        pass
+
+    def get_secret(name):
+        if name != "CIFAR_RESNET_STORAGE":
+            raise NoSuchSecret(name)
+        return "postgresql://kaggle"
+    kaggle = types.ModuleType("kaggle_secrets")
+    kaggle.UserSecretsClient = lambda: types.SimpleNamespace(get_secret=get_secret)
+    monkeypatch.setitem(sys.modules, "kaggle_secrets", kaggle)
+    assert storage_url(None) == "postgresql://kaggle"
+
+
 def test_bad_inputs_exit_2_in_one_line_without_the_password(capsys, tmp_path):
     common = ("--trials", "1", "--epochs-per-trial", "1", "--smoke", "--out", str(tmp_path))
     code, out, err = run(capsys, "search", "--study", "s", "--storage", "redis://u:pw1@localhost/0", *common)
