@@ -84,6 +84,22 @@ def test_experiments_smoke_writes_the_list_it_runs(tmp_path):
     assert json.loads(proc.stdout.strip().splitlines()[-1])["augmentations"] == saved["rows"]
 
 
+def test_search_study_smoke_writes_its_trials_counts_and_presets_and_resumes(tmp_path):
+    out, runs = tmp_path / "search.json", tmp_path / "runs"
+    command = [sys.executable, str(ROOT / "benchmarks" / "search_study.py"), "--smoke", "--minutes-per-trial", "0.01",
+               "--runs", str(runs), "--out", str(out)]
+    proc = subprocess.run([*command, "--trials", "2"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    saved = json.loads(out.read_text())
+    assert saved["machine"] and saved["date"] and saved["budget"] == {"epochs": None, "minutes": 0.01}
+    assert len(saved["trials"]) == 2 and sum(saved["counts"].values()) == 2
+    assert [row["label"] for row in saved["presets"]] == ["tiny", "small", "cpu-fast", "four-stage", "reference"]
+    proc = subprocess.run([*command, "--trials", "3"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    again = json.loads(out.read_text())
+    assert [t["number"] for t in again["trials"]] == [0, 1, 2] and again["presets"] == saved["presets"]  # kept
+
+
 def test_versus_airbench_smoke_prints_both_scores():
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "versus_airbench.py"), "--smoke",
                            "--minutes", "0.02", "--repeat", "2"], capture_output=True, text=True, timeout=300)
