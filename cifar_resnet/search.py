@@ -63,7 +63,7 @@ class TrialBudget:
         return min(100, round(100 * share))
 
     def __str__(self) -> str:
-        return f"{self.epochs} epochs" if self.epochs else f"{self.minutes:g} minutes"
+        return plural(self.epochs, "epoch") if self.epochs else f"{self.minutes:g} minute{'' if self.minutes == 1 else 's'}"
 
 
 def study_folder(out: str | Path, study: str) -> Path:
