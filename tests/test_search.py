@@ -177,18 +177,25 @@ def test_the_embedded_default_searches_shows_and_trains_the_best_with_no_server(
 # Workers sharing a PostgreSQL study, one of them killed mid-trial
 
 
+class SecretURL(str):
+    """A URL whose password a failing test's traceback never shows."""
+
+    def __repr__(self) -> str:
+        return repr(masked(self))
+
+
 @pytest.fixture(scope="module")
 def postgres_url():
     """A PostgreSQL server's URL: $CIFAR_RESNET_TEST_POSTGRES (CI starts one), else a cluster of our own."""
     if os.environ.get("CIFAR_RESNET_TEST_POSTGRES"):
-        yield os.environ["CIFAR_RESNET_TEST_POSTGRES"]
+        yield SecretURL(os.environ["CIFAR_RESNET_TEST_POSTGRES"])
         return
     if postgres_cluster.binaries() is None:
         pytest.skip("no PostgreSQL server is installed (Debian: apt-get install postgresql); the shared-study "
                     "test needs one")
     folder = Path(tempfile.mkdtemp(prefix="cifar-resnet-pg-"))
     try:
-        yield postgres_cluster.start(folder)
+        yield SecretURL(postgres_cluster.start(folder))
     finally:
         postgres_cluster.stop(folder)
 
@@ -204,14 +211,24 @@ def worker(url: str | None, out: Path, space: Path, trials: int, log: Path, stud
     return subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env)
 
 
-def wait_for(condition, seconds: float, what: str):
+def wait_for(condition, seconds: float, what: str, logs: list[Path]):
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         found = condition()
         if found:
             return found
         time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
+    shown = "\n".join(f"--- {log.name}:\n{log.read_text()[-2000:]}" for log in logs if log.exists())
+    raise AssertionError(f"timed out waiting for {what}\n{shown}")
+
+
+def training_trial(log: Path) -> tuple[int, Path] | None:
+    """The first trial a worker trains, once it has written a checkpoint."""
+    for line in log.read_text().splitlines():
+        if " started in " in line:
+            number, folder = int(line.split()[1]), Path(line.split(" started in ")[1].split(":")[0])
+            return (number, folder) if (folder / "checkpoint.pt").is_file() else None
+    return None
 
 
 def test_two_workers_share_a_study_and_a_killed_workers_trial_is_retried(postgres_url, tmp_path, capsys):
@@ -221,18 +238,16 @@ def test_two_workers_share_a_study_and_a_killed_workers_trial_is_retried(postgre
     study = open_study("team", open_storage(postgres_url, tmp_path), identity)
     study.enqueue_trial({"stages": 3, "channels_3": 4096})  # one trial surely over the budget
     out, logs = tmp_path / "runs", [tmp_path / f"worker-{i}.log" for i in range(3)]
-    doomed = worker(postgres_url, out, space, 3, logs[0])
-    survivor = worker(postgres_url, out, space, 3, logs[1])
+    workers = [worker(postgres_url, out, space, 3, log) for log in logs[:2]]
 
-    def doomed_trial():  # the first trial the doomed worker trains, once it has written a checkpoint
-        for line in logs[0].read_text().splitlines():
-            if " started in " in line:
-                number, folder = int(line.split()[1]), Path(line.split(" started in ")[1].split(":")[0])
-                return (number, folder) if (folder / "checkpoint.pt").is_file() else None
-    killed, killed_folder = wait_for(doomed_trial, 240, "the first worker's checkpoint")
-    doomed.send_signal(signal.SIGKILL)
-    doomed.wait()
-    assert survivor.wait(timeout=300) == 0
+    def first_to_train():  # whichever worker first trains a trial with a checkpoint is killed
+        for index, log in enumerate(logs[:2]):
+            if found := training_trial(log):
+                return index, found
+    doomed, (killed, killed_folder) = wait_for(first_to_train, 240, "a worker's checkpoint", logs)
+    workers[doomed].send_signal(signal.SIGKILL)
+    workers[doomed].wait()
+    assert workers[1 - doomed].wait(timeout=300) == 0
     time.sleep(2.5)  # past the grace period of two heartbeats: the killed trial is now stale, whoever looks
     finisher = worker(postgres_url, out, space, 1, logs[2])
     assert finisher.wait(timeout=300) == 0
@@ -262,7 +277,7 @@ def test_ctrl_c_keeps_the_finished_trials_and_queues_the_stopped_one_to_resume(t
         finished = [i for i, line in enumerate(lines) if line.endswith(("COMPLETE", "PRUNED")) or "val_acc" in line]
         started = [line for line in lines[finished[0]:] if " started in " in line] if finished else []
         return started and (Path(started[0].split(" started in ")[1].split(":")[0]) / "checkpoint.pt").is_file()
-    wait_for(second_trial_training, 240, "a second trial's checkpoint")
+    wait_for(second_trial_training, 240, "a second trial's checkpoint", [log])
     search.send_signal(signal.SIGINT)
     assert search.wait(timeout=120) == 130
     assert re.search(r"search stopped: \d+ finished trials? kept in .*queued to resume from its checkpoint",
