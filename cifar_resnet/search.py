@@ -14,6 +14,7 @@ import json
 import os
 import socket
 import sys
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -202,11 +203,13 @@ def open_study(name: str, storage: StudyStorage, identity: dict):
         study_name=name, storage=storage.optuna_storage, load_if_exists=True, directions=directions,
         sampler=optuna.samplers.TPESampler(),  # unseeded: workers on one study propose apart
         pruner=optuna.pruners.SuccessiveHalvingPruner(**PRUNER_RUNGS))
-    recorded = study.user_attrs
-    if not recorded:
+    if not study.user_attrs:
         for key, value in identity.items():
             study.set_user_attr(key, value)
-        return study
+    recorded, deadline = study.user_attrs, time.monotonic() + 10
+    while not identity.keys() <= recorded.keys() and time.monotonic() < deadline:  # its creator is still writing
+        time.sleep(0.1)
+        recorded = study.user_attrs
     for key, value in identity.items():
         if recorded.get(key) != value:
             raise StorageError(f"study {name!r} in {storage.shown_as} was made with another {key} "
