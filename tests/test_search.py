@@ -148,6 +148,22 @@ def test_bad_inputs_exit_2_in_one_line_without_the_password(capsys, tmp_path):
     assert code == 2 and "no study 'nobody'" in err and len(err.strip().splitlines()) == 1
 
 
+def test_a_worker_joining_while_the_creator_writes_the_identity_waits_for_it(tmp_path):
+    import threading
+
+    import optuna
+
+    identity = study_identity(load_space(TINY_SPACE), ("accuracy",), TrialBudget(epochs=1))
+    storage = open_storage(None, tmp_path)
+    creator = optuna.create_study(study_name="race", storage=storage.optuna_storage, direction="maximize")
+    creator.set_user_attr("space", identity["space"])  # the rest comes a moment later
+    rest = threading.Timer(0.5, lambda: [creator.set_user_attr(k, v) for k, v in identity.items() if k != "space"])
+    rest.start()
+    joined = open_study("race", storage, identity)
+    rest.join()
+    assert joined.user_attrs == identity
+
+
 def test_the_embedded_default_searches_shows_and_trains_the_best_with_no_server(capsys, tmp_path, monkeypatch):
     monkeypatch.delenv("CIFAR_RESNET_STORAGE", raising=False)
     space = tmp_path / "space.json"
