@@ -18,6 +18,7 @@ import json
 import sys
 from pathlib import Path
 
+import optuna
 from experiments import machine
 
 from cifar_resnet import experiments, load_cifar10
@@ -74,9 +75,14 @@ def main(argv=None) -> int:
     done = {(v.model, v.train): row for v in preset_variants(budget) for row in kept if row["label"] == v.label}
     presets = experiments.compare(preset_variants(budget), data, done=done)
 
+    drawn = {t.number: t for t in search.study.trials}  # Optuna's parameters, so the notebook can redraw the study
     trials = [{**{k: row[k] for k in ("number", "state", "value", "parameters", "retry_of", "pruned_at", "invalid")},
                "network": ModelConfig.from_dict(row["config"]["model"]).code() if row["config"] else None,
-               "recipe": row["config"]["train"] if row["config"] else None} for row in board["trials"]]
+               "recipe": row["config"]["train"] if row["config"] else None,
+               "params": drawn[row["number"]].params,
+               "distributions": {name: optuna.distributions.distribution_to_json(d)
+                                 for name, d in drawn[row["number"]].distributions.items()}}
+              for row in board["trials"]]
     result = {"machine": machine(), "date": datetime.date.today().isoformat(),
               "command": "python benchmarks/search_study.py " + " ".join(argv or sys.argv[1:]),
               "data": repr(data), "budget": dataclasses.asdict(budget), "study": args.study,

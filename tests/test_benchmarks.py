@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from cifar_resnet.search_record import record_study, record_table
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -94,10 +96,31 @@ def test_search_study_smoke_writes_its_trials_counts_and_presets_and_resumes(tmp
     assert saved["machine"] and saved["date"] and saved["budget"] == {"epochs": None, "minutes": 0.01}
     assert len(saved["trials"]) == 2 and sum(saved["counts"].values()) == 2
     assert [row["label"] for row in saved["presets"]] == ["tiny", "small", "cpu-fast", "four-stage", "reference"]
+    study = record_study(saved)  # what notebook 06 draws with Optuna's plots
+    assert [t.state.name for t in study.trials] == [row["state"] for row in saved["trials"]]
+    assert [t.params for t in study.trials] == [row["params"] for row in saved["trials"]]
+    finished = [row for row in saved["trials"] if row["state"] == "COMPLETE"]
+    assert [t.values for t in record_study(saved, ("accuracy", "parameters")).trials] == [
+        [row["value"], row["parameters"]] for row in finished]
+    table = record_table(saved)
+    assert "preset cpu-fast" in table and f"{len(saved['trials'])} trials of 0.01 minutes each" in table
     proc = subprocess.run([*command, "--trials", "3"], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     again = json.loads(out.read_text())
     assert [t["number"] for t in again["trials"]] == [0, 1, 2] and again["presets"] == saved["presets"]  # kept
+
+
+def test_search_workers_smoke_times_two_workers_on_one_study(tmp_path):
+    out = tmp_path / "workers.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "search_workers.py"), "--smoke", "--settings",
+                           "2:1", "--trials-per-worker", "1", "--out", str(out)], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    saved = json.loads(out.read_text())
+    assert saved["machine"] and saved["date"] and saved["cores"] and saved["preset"] == "cpu-fast"
+    [row] = saved["rows"]
+    assert (row["workers"], row["threads_per_worker"], row["trials"], row["complete"]) == (2, 1, 2, 2)
+    assert row["trials_per_hour"] > 0 and row["seconds"] >= row["seconds_per_trial"] > 0
 
 
 def test_versus_airbench_smoke_prints_both_scores():
