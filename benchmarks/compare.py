@@ -141,10 +141,11 @@ def main(argv=None) -> int:
     device = select_device()
     data = load_cifar10(smoke=args.smoke)
     normalization = Normalization.from_images(data.train_images)
-    sizes = dict(aug=256, steps=1, infer=256) if args.smoke else dict(aug=32_768, steps=6, infer=args.images)
+    sizes = dict(aug=256, rounds=1, steps=1, infer=256) if args.smoke else dict(aug=32_768, rounds=4, steps=6,
+                                                                             infer=args.images)
     print(f"{data}\ndevice: {device_description(device)}; torch {torch.__version__}; {platform.processor() or platform.machine()}")
 
-    b1 = b1_augmentation(data.train_images, data.train_labels, normalization, sizes["aug"])
+    b1 = b1_augmentation(data.train_images, data.train_labels, normalization, sizes["aug"], sizes["rounds"])
     b2 = b2_training(data, normalization, sizes["steps"], device)
     b3 = b3_inference(sizes["infer"])
     rows = [
