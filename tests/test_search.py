@@ -238,11 +238,16 @@ def wait_for(condition, seconds: float, what: str, logs: list[Path]):
     raise AssertionError(f"timed out waiting for {what}\n{shown}")
 
 
+def started_folder(line: str) -> Path:
+    """The run folder of a "trial N started in FOLDER: ..." line."""
+    return Path(line.split(" started in ")[1].split(":")[0])
+
+
 def training_trial(log: Path) -> tuple[int, Path] | None:
     """The first trial a worker trains, once it has written a checkpoint."""
     for line in log.read_text().splitlines():
         if " started in " in line:
-            number, folder = int(line.split()[1]), Path(line.split(" started in ")[1].split(":")[0])
+            number, folder = int(line.split()[1]), started_folder(line)
             return (number, folder) if (folder / "checkpoint.pt").is_file() else None
     return None
 
@@ -292,7 +297,7 @@ def test_ctrl_c_keeps_the_finished_trials_and_queues_the_stopped_one_to_resume(t
         lines = log.read_text().splitlines()
         finished = [i for i, line in enumerate(lines) if line.endswith(("COMPLETE", "PRUNED")) or "val_acc" in line]
         started = [line for line in lines[finished[0]:] if " started in " in line] if finished else []
-        return started and (Path(started[0].split(" started in ")[1].split(":")[0]) / "checkpoint.pt").is_file()
+        return started and (started_folder(started[0]) / "checkpoint.pt").is_file()
     wait_for(second_trial_training, 240, "a second trial's checkpoint", [log])
     search.send_signal(signal.SIGINT)
     assert search.wait(timeout=120) == 130
