@@ -15,7 +15,6 @@ import os
 import socket
 import sys
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -118,10 +117,9 @@ class Objective:
 
         model, recipe = self.draw(trial)
         parameters = count_parameters(model).total
-        with warnings.catch_warnings():  # a retry inherits its failed trial's constraint, the same value
-            warnings.filterwarnings("ignore", message="The constraint value is ignored")
-            trial.set_constraint("parameters over the budget", float(parameters - PARAMETER_BUDGET))  # TPE: the edge
         retry_of_folder = trial.user_attrs.get("run_folder")  # a retry inherits its failed trial's attributes
+        if not retry_of_folder:  # ... and its constraint, which Optuna sets only once
+            trial.set_constraint("parameters over the budget", float(parameters - PARAMETER_BUDGET))  # TPE: the edge
         run_folder = retry_of_folder or trial_folder_name(trial.number)
         for key, value in {"parameters": parameters, "config": {"model": model.to_dict(), "train": recipe.to_dict()},
                            "worker": worker_id(), "run_folder": run_folder}.items():
