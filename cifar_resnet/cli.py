@@ -9,7 +9,7 @@ import dataclasses
 import json
 import sys
 
-from .config import AMP_MODES, DEFAULT_PRESET, DOWNSAMPLING, STYLES, SUBMISSION_COLUMNS, TTA_MODES
+from .config import ADAPT_MODES, AMP_MODES, DEFAULT_PRESET, DOWNSAMPLING, STYLES, SUBMISSION_COLUMNS, TTA_MODES
 from .errors import CifarResnetError
 
 
@@ -206,18 +206,19 @@ def cmd_predict(args) -> None:
     import warnings
 
     from .device import select_device
-    from .kaggle import DistributionShiftWarning, predict_submission
+    from .kaggle import DistributionShiftWarning, predict_submission, prediction_record, record_path
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", DistributionShiftWarning)
-        path = predict_submission(args.checkpoint, args.pkl, args.out, tta=args.tta,
+        path = predict_submission(args.checkpoint, args.pkl, args.out, tta=args.tta, adapt=args.adapt,
                                   columns=tuple(args.columns), device=select_device(args.device))
     for warning in caught:  # the shift as one plain line; any other warning as it came
         if issubclass(warning.category, DistributionShiftWarning):
             print(f"warning: {warning.message}", file=sys.stderr)
         else:
             warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
-    print(f"wrote and validated {path}")
+    record = prediction_record(path)
+    print(f"{record['test_time_adaptation']}\nwrote and validated {path} (what was done: {record_path(path)})")
 
 
 def cmd_handin(args) -> None:
@@ -280,6 +281,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pkl", required=True, help="the unlabeled test pickle")
     p.add_argument("--out", default="submission.csv")
     _add_tta_arg(p)
+    p.add_argument("--adapt", choices=ADAPT_MODES, default="auto",
+                   help="re-estimate BatchNorm's statistics on the test images: when the shift check fires (auto, "
+                        "the default), never (off) or always")
     p.add_argument("--columns", nargs=2, default=list(SUBMISSION_COLUMNS), metavar=("ID", "LABEL"))
     p.add_argument("--device", help="cpu, cuda or mps (default: cuda, else mps, when available)")
     p.set_defaults(run=cmd_predict)

@@ -26,9 +26,10 @@ from .device import Compute
 from .errors import CifarResnetError
 from .evaluate import evaluate
 from .files import atomic_write, copy_atomic, sha256_file
-from .kaggle import submission_accuracy
+from .kaggle import prediction_record, submission_accuracy
 from .network import build_network, network_from_dict
 from .report import accuracy_line, write_reports
+from .robustness import ROBUSTNESS_FILE, load_results, summarize
 from .run_folder import CHECKPOINT_FILE, has_validation
 
 WEIGHTS_FILE, CONFIG_FILE = "model_weights.pt", "model_config.json"  # the hand-in's network
@@ -60,7 +61,7 @@ def make_handin(run_dir: str | os.PathLike, submission: str | os.PathLike, plots
     for name in FIGURES:
         if (Path(plots_dir) / name).is_file():
             copy_atomic(Path(plots_dir) / name, out_dir / "plots" / name)
-    results = handin_results(checkpoint, model, report, run_dir, data, submission, labels_csv)
+    results = handin_results(checkpoint, model, report, run_dir, data, submission, labels_csv, Path(plots_dir))
     with atomic_write(out_dir / "results.json") as f:
         json.dump(results, f, indent=1)
     write_reports(results, report, checkpoint, out_dir)
@@ -69,8 +70,9 @@ def make_handin(run_dir: str | os.PathLike, submission: str | os.PathLike, plots
 
 def handin_results(checkpoint: Checkpoint, model: nn.Module, report: ParameterReport, run_dir: Path,
                    data: CifarData | None, submission: str | os.PathLike,
-                   labels_csv: str | os.PathLike | None) -> dict:
-    """The run's numbers: parameters, accuracies that can be measured here, time, device, versions."""
+                   labels_csv: str | os.PathLike | None, plots_dir: Path | None = None) -> dict:
+    """The run's numbers: parameters, accuracies that can be measured here, robustness to corruptions (as notebook
+    04 measured it into ``plots_dir``), what the prediction did, time, device, versions."""
     last = checkpoint.history[-1] if checkpoint.history else {}
     run = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").is_file() else {}
     test = None
@@ -90,10 +92,19 @@ def handin_results(checkpoint: Checkpoint, model: nn.Module, report: ParameterRe
         "test_accuracy": test, "test_images": len(data.test_labels) if test else None,
         "test_data": (Path(data.source).name + (" (synthetic)" if data.synthetic else "")) if test else None,
         "submission_accuracy": submission_accuracy(submission, labels_csv) if labels_csv else None,
+        "prediction": prediction_record(submission),
+        "corruptions": _corruption_summary(plots_dir),
         "device": run.get("device"), "precision": run.get("precision"),
         "train_config": checkpoint.train_config.to_dict() if checkpoint.train_config else None,
         "versions": {"cifar_resnet": __version__, "torch": torch.__version__,
                      "torchvision": _module_version("torchvision"), "python": platform.python_version()}}
+
+
+def _corruption_summary(plots_dir: Path | None) -> dict | None:
+    """The mean corruption accuracy and the worst corruption of the run, from notebook 04's robustness.json."""
+    path = plots_dir / ROBUSTNESS_FILE if plots_dir else None
+    results = load_results(path) if path and path.is_file() else None
+    return summarize(results) if results else None
 
 
 def _length_asked(checkpoint: Checkpoint) -> str | None:

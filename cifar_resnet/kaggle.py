@@ -1,35 +1,24 @@
-"""Kaggle submission: predict the unlabeled test pickle, write submission.csv and validate it, and
-warn when the pickle's images look shifted from the training images."""
+"""Kaggle submission: predict the unlabeled test pickle, write submission.csv and validate it; warn when the
+pickle's images look shifted from the training images, and then re-estimate BatchNorm on them."""
 from __future__ import annotations
 
 import csv
+import json
 import os
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch import Tensor
 
+from .adaptation import predict_adapted
 from .checkpoint import load_model
 from .config import SUBMISSION_COLUMNS as COLUMNS
-from .data import CLASSES, Normalization, load_kaggle_pickle
+from .data import CLASSES, load_kaggle_pickle
 from .errors import CifarResnetError
-from .evaluate import class_shares, predict_logits
+from .evaluate import tta_mode
 from .files import atomic_write
-
-# Limits past which the test images count as shifted. On the JPEG copy of CIFAR-10 here, 50 random sets
-# of 1,000 training images differed from all 50,000 by at most 0.05 training standard deviations in a
-# channel's mean and 2.6% in its standard deviation, and the 1,000 public test images by 0.022 and 0.2%;
-# each limit is about three times the largest of those. The classes predicted for test images like the
-# training images stray from their shares on training images by sampling noise alone (0.02 in total
-# for the public test images and a cpu-fast run).
-MEAN_SHIFT_LIMIT = 0.15  # a channel's mean, in training standard deviations
-STD_RATIO_LIMITS = (0.9, 1.1)  # a channel's standard deviation, as a ratio to the training one
-BALANCE_LIMIT = 0.10  # total variation distance of the predicted class shares from those on training images
-LEADERBOARD_GAP = ("10.4 to 11.9 points (three course teams' public repositories: 95.49% test accuracy against 85.10% "
-                   "on the leaderboard, 95.32% against 84.97%, 96.10% against 84.2%)")  # Kaggle against CIFAR-10 test
+from .shift import DistributionShiftWarning, ShiftCheck, check_shift  # noqa: F401  (kaggle's names too)
 
 
 def write_submission(ids, labels, path: str | os.PathLike, columns: tuple[str, str] = COLUMNS) -> Path:
@@ -83,25 +72,46 @@ def validate_submission(path: str | os.PathLike, ids, columns: tuple[str, str] =
 
 
 def predict_submission(checkpoint: str | os.PathLike, pickle_path: str | os.PathLike,
-                       out: str | os.PathLike = "submission.csv", *, tta: bool | str = False,
+                       out: str | os.PathLike = "submission.csv", *, tta: bool | str = False, adapt: str = "auto",
                        columns: tuple[str, str] = COLUMNS, batch_size: int = 1024,
                        device: torch.device | str | None = None) -> Path:
     """Predict every image of the Kaggle pickle with a checkpoint; write and validate the CSV.
 
-    Warns (DistributionShiftWarning) when the pickle's pixel statistics or the predicted class balance
-    are far from the training set's (``check_shift``). The images are normalized with the statistics
-    stored in the checkpoint, exactly as in training;
-    ``tta`` is as for ``predict_logits`` (True or 'flip', or 'flip-shift').
+    The images are normalized with the statistics stored in the checkpoint, exactly as in training, and checked
+    for a shift from the training images (``shift.check_shift``): when they look shifted, a
+    DistributionShiftWarning says by how much, and with ``adapt`` 'auto' BatchNorm's statistics are re-estimated
+    on them before predicting (``adaptation.predict_adapted``; 'off' never, 'always' whatever the check says).
+    What was done is written beside the CSV (``prediction_record``). ``tta`` is as for ``predict_logits``
+    (True or 'flip', or 'flip-shift').
     """
     model, ckpt = load_model(checkpoint, device)
     images, ids = load_kaggle_pickle(pickle_path)
-    logits = predict_logits(model, images, ckpt.normalization, batch_size=batch_size, tta=tta)
-    shift = check_shift(images, logits.argmax(1), ckpt.normalization, ckpt.class_shares)
-    if shift.shifted:
-        warnings.warn(shift.message(), DistributionShiftWarning, stacklevel=2)
-    path = write_submission(ids, logits.argmax(1).numpy(), out, columns)
+    prediction = predict_adapted(model, images, ckpt.normalization, ckpt.class_shares, adapt=adapt, tta=tta,
+                                 batch_size=batch_size)
+    if prediction.shift.shifted:
+        warnings.warn(prediction.shift.message(), DistributionShiftWarning, stacklevel=2)
+    path = write_submission(ids, prediction.logits.argmax(1).numpy(), out, columns)
     validate_submission(path, ids, columns)
+    record = {"checkpoint": str(checkpoint), "test_pickle": str(pickle_path), "images": len(ids),
+              "tta": tta_mode(tta), "adapt": adapt, "shifted": prediction.shift.shifted,
+              "batchnorm_reestimated": prediction.recalibrated, "test_time_adaptation": prediction.action()}
+    with atomic_write(record_path(path)) as f:
+        json.dump(record, f, indent=1)
     return path
+
+
+def record_path(submission: str | os.PathLike) -> Path:
+    """Where ``predict_submission`` says what it did: beside the CSV, as .json (submission.csv -> submission.json)."""
+    return Path(submission).with_suffix(".json")
+
+
+def prediction_record(submission: str | os.PathLike) -> dict | None:
+    """What ``predict_submission`` did for this CSV (TTA, shift, BatchNorm re-estimated), or None when it did not
+    write the CSV or its record cannot be read."""
+    try:
+        return json.loads(record_path(submission).read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def submission_accuracy(submission: str | os.PathLike, labels_csv: str | os.PathLike) -> float:
@@ -113,50 +123,3 @@ def submission_accuracy(submission: str | os.PathLike, labels_csv: str | os.Path
     if set(predicted) != set(truth):
         raise CifarResnetError(f"{submission} and {labels_csv} list different ids")
     return sum(predicted[i] == truth[i] for i in truth) / len(truth)
-
-
-class DistributionShiftWarning(UserWarning):
-    """The test pickle's images look shifted from the training images."""
-
-
-@dataclass(frozen=True)
-class ShiftCheck:
-    """How far a test set's pixel statistics and predicted classes are from the training set's."""
-
-    mean_shift: tuple[float, ...]  # per channel: (test mean - training mean) / training std
-    std_ratio: tuple[float, ...]  # per channel: test std / training std
-    class_shares: tuple[float, ...]  # predicted share of each class
-    balance_distance: float  # total variation distance of class_shares from those on training images
-
-    @property
-    def shifted(self) -> bool:
-        low, high = STD_RATIO_LIMITS
-        return (max(abs(m) for m in self.mean_shift) > MEAN_SHIFT_LIMIT
-                or not all(low <= r <= high for r in self.std_ratio) or self.balance_distance > BALANCE_LIMIT)
-
-    def message(self) -> str:
-        """One paragraph: by how much the test set differs, and what that usually costs."""
-        means = ", ".join(f"{m:+.2f}" for m in self.mean_shift)
-        ratios = ", ".join(f"{r:.2f}" for r in self.std_ratio)
-        verdict = "a distribution shift" if self.shifted else "no shift beyond the limits"
-        return (f"test images vs training images: {verdict}. Channel means moved by {means} training standard "
-                f"deviations (limit {MEAN_SHIFT_LIMIT}), standard deviations are {ratios} times the training ones "
-                f"(limits {STD_RATIO_LIMITS[0]}-{STD_RATIO_LIMITS[1]}), predicted classes are {self.balance_distance:.2f} "
-                f"from their shares on training images (limit {BALANCE_LIMIT})."
-                + (f" Course teams whose leaderboard images were shifted scored {LEADERBOARD_GAP} below their CIFAR-10 "
-                   f"test accuracy; notebook 04 measures what a BatchNorm re-estimation on unlabeled images does "
-                   f"against corrupted test images." if self.shifted else ""))
-
-
-def check_shift(images: Tensor, predictions: Tensor, normalization: Normalization,
-                expected_shares: list[float] | None = None) -> ShiftCheck:
-    """Compare uint8 test images and their predicted labels with the training set: its pixel statistics
-    (``normalization``) and the class shares the model predicts for training images (a checkpoint's
-    ``class_shares``; balanced classes when not known)."""
-    classes = len(expected_shares) if expected_shares else len(CLASSES)
-    expected = torch.tensor(expected_shares or [1 / classes] * classes, dtype=torch.double, device="cpu")
-    test = Normalization.from_images(images)
-    shares = class_shares(predictions, classes)
-    return ShiftCheck(tuple((t - m) / s for t, m, s in zip(test.mean, normalization.mean, normalization.std)),
-                      tuple(t / s for t, s in zip(test.std, normalization.std)), tuple(shares.tolist()),
-                      float((shares - expected).abs().sum() / 2))

@@ -179,15 +179,40 @@ def confident_mistakes(images: torch.Tensor, evaluation: Evaluation, k: int = 16
     return fig
 
 
-def robustness(rows: list[dict]) -> Figure:
-    """Accuracy on the clean and each corrupted copy of the test images, as trained and with
-    BatchNorm re-estimated on them (``robustness.robustness_table``'s rows)."""
-    fig, ax = plt.subplots(figsize=(9, 3.2))
-    _grouped_bars(ax, {label: [100 * r[key] for r in rows]
-                       for key, label in (("accuracy", "as trained"), ("recalibrated", "BatchNorm re-estimated"))},
-                  [r["corruption"] for r in rows], rotation=20, legend_size=8)
-    ax.set(ylabel="accuracy (%)", ylim=(0, 100), title="accuracy on corrupted test images")
+def robustness(results: dict[str, list], title: str = "accuracy on corrupted test images") -> Figure:
+    """Each corruption's accuracy averaged over its severities, one bar per way of predicting (``results``: label ->
+    ``robustness.corruption_results``), with each way's clean accuracy as a dashed line."""
+    from .robustness import mean_accuracies
+
+    means = {label: mean_accuracies(rows) for label, rows in results.items()}
+    names = list(next(iter(means.values())))
+    fig, ax = plt.subplots(figsize=(10, 3.4))
+    _grouped_bars(ax, {label: [100 * m[c] for c in names] for label, m in means.items()},
+                  [c.replace("_", " ") for c in names], rotation=30, legend_size=8)
+    for (label, rows), color in zip(results.items(), plt.rcParams["axes.prop_cycle"].by_key()["color"]):
+        ax.axhline(100 * rows[0].accuracy, color=color, linestyle="--", linewidth=1)
+    ax.set(ylabel="mean over severities 1-5 (%)", ylim=(0, 100), title=title + " (dashed: clean)")
     ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def stem_noise(response: dict[str, torch.Tensor], sigma: float) -> Figure:
+    """The stem's filters, faintest patch direction last: each filter's gain (its norm) and, measured on images,
+    the spread of its output on them against that of its output on added Gaussian noise (``robustness.stem_response``)."""
+    order = torch.argsort(response["signal"], descending=True)
+    x = np.arange(1, len(order) + 1)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.2))
+    left.bar(x, response["gain"][order].numpy(), color="tab:gray")
+    left.set(yscale="log", xlabel="stem filter (strongest signal first)", ylabel="gain (filter norm)",
+             title="how much each filter multiplies white noise")
+    right.plot(x, response["signal"][order].numpy(), "o-", label="the images")
+    right.plot(x, response["noise"][order].numpy(), "s-", label=f"Gaussian noise, sigma {sigma:g} (of 1)")
+    right.set(yscale="log", xlabel="stem filter (strongest signal first)", ylabel="std of the filter's output",
+              title="signal and noise after the stem")
+    right.legend(fontsize=8)
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
 

@@ -99,6 +99,10 @@ def accuracy_line(results: dict) -> str:
         parts.append("test accuracy not measured (no labelled test images given)")
     if results["submission_accuracy"] is not None:
         parts.append(f"submission accuracy {results['submission_accuracy']:.2%} against its labels")
+    corruptions = results.get("corruptions")
+    if corruptions:
+        parts.append(f"mean corruption accuracy {corruptions['mean_corruption_accuracy']:.2%} on "
+                     f"{corruptions['sets']} CIFAR-10-C-style corrupted sets of {corruptions['images']:,} test images")
     return "; ".join(parts)
 
 
@@ -109,6 +113,13 @@ def _accuracy_rows(results: dict) -> list[list[str]]:
         rows.append([label, f"{results['test_accuracy'][mode]:.2%}" if results["test_accuracy"] else "not measured"])
     if results["submission_accuracy"] is not None:
         rows.append(["submission, against its labels", f"{results['submission_accuracy']:.2%}"])
+    corruptions = results.get("corruptions")
+    rows.append(["mean corruption accuracy (CIFAR-10-C-style, as predict scores)",
+                 f"{corruptions['mean_corruption_accuracy']:.2%} (worst: {corruptions['worst_corruption']}, "
+                 f"{corruptions['worst_mean']:.2%})" if corruptions else "not measured (notebook 04 measures it)"])
+    prediction = results.get("prediction")
+    if prediction:
+        rows.append(["submission's prediction", f"{prediction['test_time_adaptation']}; TTA {prediction['tta']}"])
     return rows
 
 

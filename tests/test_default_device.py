@@ -20,7 +20,7 @@ from cifar_resnet.evaluate import evaluate
 from cifar_resnet.handin import make_handin
 from cifar_resnet.kaggle import check_shift, predict_submission
 from cifar_resnet.network import Builder
-from cifar_resnet.robustness import robustness_table
+from cifar_resnet.robustness import corruption_results, stem_response
 from cifar_resnet.train import estimate_training_time, fit
 from cifar_resnet.widgets import BudgetExplorer
 
@@ -139,8 +139,11 @@ def test_the_handin_and_robustness_need_no_default_device(few_images, trained_ru
     model, checkpoint = load_model(trained_run / "checkpoint.pt", CPU)
     with default_device_elsewhere():
         manifest = make_handin(trained_run, submission, tmp_path / "plots", tmp_path / "handin", data=few_images)
-        rows = robustness_table(model, few_images.test_images, few_images.test_labels, checkpoint.normalization)
-    assert manifest.is_file() and {row["corruption"] for row in rows} >= {"clean", "noise"}
+        results = corruption_results(model, few_images.test_images, few_images.test_labels, checkpoint.normalization,
+                                     checkpoint.class_shares, adapts=("off", "auto", "always"), severities=(2,),
+                                     progress=False)
+        response = stem_response(model, few_images.test_images, checkpoint.normalization)
+    assert manifest.is_file() and all(len(rows) == 15 for rows in results.values()) and len(response["gain"])
 
 
 def test_experiments_gradient_norms_and_the_budget_explorer_need_no_default_device(few_images):
