@@ -19,6 +19,7 @@ OPTIMIZERS = ("sgd", "muon")
 LINEAR_END_SHARE = 0.07  # where the 'linear' schedule ends, as a share of the peak (airbench's)
 AMP_MODES = ("auto", "bf16", "fp16", "off")
 EXECUTION_FIELDS = ("amp", "channels_last", "compile", "eval_batch_size")  # how a run computes, not what it learns
+ADAPT_MODES = ("auto", "off", "always")  # re-estimate BatchNorm on the test images: when they look shifted, never, always
 TTA_MODES = ("off", "flip", "flip-shift")  # test-time augmentation: none, with the mirror image, also shifted
 SUBMISSION_COLUMNS = ("ID", "Labels")  # the course's Kaggle submission header
 DEFAULT_PRESET = "course"  # the course's network and recipe: what the command line trains unless told otherwise
@@ -207,7 +208,11 @@ class TrainConfig:
     capability 8.0+, CPUs with AVX512-BF16 or AMX; fp16 with a gradient scaler on older GPUs such as
     the T4 and P100), 'bf16', 'fp16' (CUDA only) or 'off'. ``val_size`` None holds out 10% of the training images.
     ``bias_lr_scale`` multiplies the learning rate of every bias (BatchNorm's and the classifier's);
-    ``whiten_stem`` starts the stem from whitening filters of the training images and freezes it.
+    ``whiten_stem`` starts the stem from whitening filters of the training images and freezes it; ``whiten_eps``
+    is added to each patch direction's variance before its filter is divided by the square root, which caps
+    the gain of the faint directions (where pixel noise lives).
+    ``blur`` and ``noise`` blur, or add Gaussian pixel noise to, that share of the training images
+    (``augment.random_blur``, ``augment.random_noise``).
     ``alternate_flip`` mirrors a fixed random half of the images in even epochs and the other half in
     odd epochs, instead of tossing a coin per image and epoch: every image is seen both ways in any
     two epochs in a row (airbench's alternating flip).
@@ -247,6 +252,9 @@ class TrainConfig:
     alternate_flip: bool = False
     erasing: float = 0.5
     randaugment: bool = False
+    blur: float = 0.0
+    noise: float = 0.0
+    whiten_eps: float = 5e-4
     val_size: int | None = None
     amp: str = "auto"
     channels_last: bool = True
@@ -270,8 +278,11 @@ class TrainConfig:
         if self.muon_lr <= 0 or not 0 <= self.muon_momentum < 1:
             raise ConfigurationError(f"muon_lr = {self.muon_lr}, muon_momentum = {self.muon_momentum}: the rate must "
                                      f"be > 0 and the momentum in [0, 1)")
-        if not 0 <= self.erasing <= 1:
-            raise ConfigurationError(f"erasing = {self.erasing}: a probability in [0, 1]")
+        for name in ("erasing", "blur", "noise"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ConfigurationError(f"{name} = {getattr(self, name)}: a probability in [0, 1]")
+        if self.whiten_eps <= 0:
+            raise ConfigurationError(f"whiten_eps = {self.whiten_eps}: must be > 0 (it keeps the whitening finite)")
         if self.alternate_flip and not self.flip:
             raise ConfigurationError("alternate_flip = True needs flip = True: it decides how images are mirrored")
         if self.amp not in AMP_MODES:
@@ -286,6 +297,8 @@ class TrainConfig:
                 if self.crop_padding else "no crops")
         flips = "alternating flips" if self.alternate_flip else "random flips" if self.flip else "no flips"
         extras = [name for name, on in (("random erasing", self.erasing > 0), ("RandAugment", self.randaugment),
+                                        (f"blur on {self.blur:.0%} of the images", self.blur > 0),
+                                        (f"pixel noise on {self.noise:.0%} of the images", self.noise > 0),
                                         ("a whitened, frozen stem", self.whiten_stem), ("lookahead", self.lookahead))
                   if on]
         split = ("no validation split (all training images)" if self.val_size == 0 else

@@ -91,7 +91,7 @@ def prepare_model(network: Network | nn.Module, config: TrainConfig, compute: Co
         if not (isinstance(stem, nn.Sequential) and isinstance(stem[0], nn.Conv2d)):
             raise ConfigurationError("whiten_stem = True needs a network whose first conv is stem[0], as in the "
                                      "course's ResNet: set whiten_stem=False for this network")
-        whiten_stem(model, whitening_images())
+        whiten_stem(model, whitening_images(), config.whiten_eps)
     return model
 
 
