@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cifar_resnet import ModelConfig, get_preset
+from cifar_resnet.adaptation import recalibrate_batchnorm
 from cifar_resnet.augment import random_crop, random_erasing
 from cifar_resnet.budget import count_parameters
 from cifar_resnet.data import Normalization
@@ -101,6 +102,12 @@ def _crop_one_shift(images, padding, generator):
     return F.pad(images, (padding,) * 4)[..., dy:dy + images.shape[2], dx:dx + images.shape[3]]
 
 
+def _reestimate_without_reset(model, x):
+    with torch.no_grad():
+        model.train()(x)  # a running average that still remembers the training images
+    return model.eval()
+
+
 MISTAKES = {  # name: (a typical wrong answer, words its hint must contain)
     "normalize_per_channel": (lambda train, images: (images.float() / 255 - (train.float() / 255).mean()) /
                               (train.float() / 255).std(), "per channel"),
@@ -127,6 +134,7 @@ MISTAKES = {  # name: (a typical wrong answer, words its hint must contain)
     "recall": (lambda confusion, c: confusion[c, c] / confusion[:, c].sum(), "that is precision"),
     "calibration_bins": (_bins_by_the_labels_probability, "top probability"),
     "expected_calibration_error": (_unweighted_ece, "share of the images"),
+    "reestimate_batchnorm": (_reestimate_without_reset, "reset_running_stats"),
     "predict_in_batches": (_predict_in_train_mode, "eval mode"),
     "write_submission_csv": (_writer_with_row_numbers, "not the row numbers"),
     "submission_problems": (_problems_header_only, "found nothing wrong"),
@@ -151,6 +159,7 @@ PACKAGE_ANSWERS = {  # name: what a student could hand in instead of writing it 
     "confusion_matrix": lambda labels, predictions, classes: confusion_counts(labels, predictions, classes),
     "calibration_bins": lambda probabilities, labels, bins: calibration_bins(probabilities, labels, bins),
     "expected_calibration_error": expected_calibration_error,
+    "reestimate_batchnorm": lambda model, x: recalibrate_batchnorm(model, x, lambda images: images),
     "predict_in_batches": lambda model, images, normalization, batch_size: predict_logits(
         model, images, normalization).argmax(1),
     "write_submission_csv": lambda path, ids, predictions: write_submission(ids, predictions, path),

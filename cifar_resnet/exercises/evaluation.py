@@ -1,9 +1,11 @@
-"""Notebook 04's exercises: flip test-time augmentation, the confusion matrix, recall, the calibration error."""
+"""Notebook 04's exercises: flip test-time augmentation, the confusion matrix, recall, the calibration error,
+BatchNorm re-estimated on shifted images."""
 from __future__ import annotations
 
 import torch
 from torch import nn
 
+from ..adaptation import batchnorms, recalibrate_batchnorm
 from ..data import CLASSES
 from ..evaluate import (_tta_logits, calibration_bins, confusion_counts, evaluate, expected_calibration_error,
                         predict_logits)
@@ -115,6 +117,30 @@ def check_calibration(answer) -> tuple[bool, str]:
     return True, ""
 
 
+def check_reestimate(answer) -> tuple[bool, str]:
+    g = cases.generator()
+    model = _small_model(g)
+    shifted = 0.5 + 2 * torch.randn(200, 3, 8, 8, generator=g, device=cases.CPU)  # far from its statistics
+    expected = batchnorms(recalibrate_batchnorm(model, shifted, normalization=lambda x: x))[0]
+    before = batchnorms(model)[0].running_mean.clone()
+    result = answer(model, shifted.clone())
+    norm = batchnorms(result)[0] if isinstance(result, nn.Module) and batchnorms(result) else None
+    if norm is None:
+        return False, "return the model (with its BatchNorm layers) after measuring their statistics on x"
+    if torch.allclose(norm.running_mean, before):
+        return False, ("the running statistics did not change: BatchNorm updates them only in training mode "
+                       "(model.train()) during a forward pass of x")
+    if result.training:
+        return False, "leave the model in eval mode (model.eval()), so that it predicts with the new statistics"
+    if any(p.grad is not None for p in result.parameters()):
+        return False, "measure without gradients (torch.no_grad()): nothing is learned, only counted"
+    if not (torch.allclose(norm.running_mean, expected.running_mean, atol=1e-5)
+            and torch.allclose(norm.running_var, expected.running_var, atol=1e-4)):
+        return False, ("the statistics must be x's alone: first norm.reset_running_stats(), and norm.momentum = None "
+                       "(an equal-weight average over the batches instead of a running one), then one forward pass")
+    return True, ""
+
+
 EXERCISES = (
     Exercise("flip_tta_logits", check_flip_tta, own=(_tta_logits, predict_logits, evaluate, "predict_logits")),
     Exercise("confusion_matrix", check_confusion, own=(confusion_counts, "confusion_counts", "score"), no_loop=True),
@@ -122,4 +148,5 @@ EXERCISES = (
     Exercise("calibration_bins", check_bins, own=(calibration_bins, "calibration_bins")),
     Exercise("expected_calibration_error", check_calibration,
              own=(expected_calibration_error, calibration_bins, "calibration_bins")),
+    Exercise("reestimate_batchnorm", check_reestimate, own=(recalibrate_batchnorm, "recalibrate_batchnorm")),
 )
