@@ -198,17 +198,18 @@ def robustness(results: dict[str, list], title: str = "accuracy on corrupted tes
 
 
 def stem_noise(response: dict[str, torch.Tensor], sigma: float) -> Figure:
-    """The stem's filters, faintest patch direction last: each filter's gain (its norm) and, measured on images,
-    the spread of its output on them against that of its output on added Gaussian noise (``robustness.stem_response``)."""
-    order = torch.argsort(response["signal"], descending=True)
+    """The stem's filters, the patch direction of most variance first (the smallest gain): each filter's gain (its
+    norm) and, measured on images, the spread of its output on them against that of its output on added Gaussian
+    noise (``robustness.stem_response``)."""
+    order = torch.argsort(response["gain"])
     x = np.arange(1, len(order) + 1)
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.2))
     left.bar(x, response["gain"][order].numpy(), color="tab:gray")
-    left.set(yscale="log", xlabel="stem filter (strongest signal first)", ylabel="gain (filter norm)",
+    left.set(yscale="log", xlabel="stem filter (smallest gain first)", ylabel="gain (filter norm)",
              title="how much each filter multiplies white noise")
     right.plot(x, response["signal"][order].numpy(), "o-", label="the images")
     right.plot(x, response["noise"][order].numpy(), "s-", label=f"Gaussian noise, sigma {sigma:g} (of 1)")
-    right.set(yscale="log", xlabel="stem filter (strongest signal first)", ylabel="std of the filter's output",
+    right.set(yscale="log", xlabel="stem filter (smallest gain first)", ylabel="std of the filter's output",
               title="signal and noise after the stem")
     right.legend(fontsize=8)
     for ax in (left, right):

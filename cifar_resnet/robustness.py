@@ -157,12 +157,13 @@ def stem_response(model: nn.Module, images: Tensor, normalization: Normalization
                   seed: int = 0) -> dict[str, Tensor]:
     """Per filter of the stem's first conv (``model.stem[0]``): its gain (the filter's norm, what it multiplies
     white noise by), the standard deviation of its output on ``images`` (signal) and on the difference that Gaussian
-    noise of ``sigma`` (of 1, on the pixels) makes (noise). A frozen whitened stem pairs each filter with its
+    noise of ``sigma`` (of 1, on the pixels) makes (noise). A whitened stem pairs each filter with its
     negative: only the first of each pair is kept."""
     conv = model.stem[0]
     weight = conv.weight.detach().float().cpu()
-    if not conv.weight.requires_grad:  # whitened: filters and their negatives
-        weight = weight[: len(weight) // 2]
+    half = len(weight) // 2
+    if half and torch.equal(weight[half:2 * half], -weight[:half]):  # whitened: filters and their negatives
+        weight = weight[:half]
     clean = normalization(images.cpu()).float()
     noise = torch.randn(images.shape, generator=torch.Generator("cpu").manual_seed(seed), device="cpu") * sigma * 255
     noisy = normalization((images.cpu().float() + noise).round().clamp(0, 255).to(torch.uint8)).float()
