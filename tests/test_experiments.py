@@ -28,7 +28,7 @@ def test_cpu_fast_is_airbench94s_recipe_in_the_batch_size_the_batch_variants_com
     assert len(variants) == len(batches) * len(experiments.SEEDS)
     cpu_fast = get_preset("cpu-fast").train
     assert dataclasses.replace(AIRBENCH_RECIPE, batch_size=cpu_fast.batch_size, lr=cpu_fast.lr,
-                               minutes=cpu_fast.minutes, optimizer="muon") == cpu_fast
+                               minutes=cpu_fast.minutes, optimizer="muon", whiten_eps=0.02) == cpu_fast
     assert (cpu_fast.batch_size, cpu_fast.lr) in batches
     assert {(v.train.batch_size, v.train.lr, v.train.seed) for v in variants} == {
         (batch, lr, seed) for batch, lr in batches for seed in experiments.SEEDS}
