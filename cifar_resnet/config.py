@@ -299,7 +299,8 @@ class TrainConfig:
         extras = [name for name, on in (("random erasing", self.erasing > 0), ("RandAugment", self.randaugment),
                                         (f"blur on {self.blur:.0%} of the images", self.blur > 0),
                                         (f"pixel noise on {self.noise:.0%} of the images", self.noise > 0),
-                                        (f"a whitened, frozen stem (epsilon {self.whiten_eps:g})", self.whiten_stem), ("lookahead", self.lookahead))
+                                        (f"a whitened, frozen stem (epsilon {self.whiten_eps:g})", self.whiten_stem),
+                                        ("lookahead", self.lookahead))
                   if on]
         split = ("no validation split (all training images)" if self.val_size == 0 else
                  f"a validation split of {'10%' if self.val_size is None else f'{self.val_size:,} images'}")
