@@ -32,7 +32,7 @@ from cifar_resnet.train import estimate_training_time  # noqa: E402
 
 PRESET = "cpu-fast"
 EPOCH_IMAGES = 50_000
-ACCURACIES = (("cpu_fast_acc", PRESET), ("airbench_acc", "airbench94"))  # versus_airbench.py's keys, with TTA
+OLD_KEYS = {PRESET: "cpu_fast_acc", "airbench94": "airbench_acc"}  # versus_airbench.py's JSON before --against
 
 
 def measure(width: float, batch_size: int, data, steps: int) -> dict:
@@ -48,6 +48,13 @@ def read_budgets(paths: list[Path]) -> list[dict]:
     """The JSON lines of versus_airbench.py runs (one per file), by minutes budget."""
     return sorted((json.loads(path.read_text().strip().splitlines()[-1]) for path in paths),
                   key=lambda run: run["minutes"])
+
+
+def test_accuracy(run: dict, name: str) -> float | None:
+    """A versus_airbench.py run's test accuracy with TTA for network ``name`` (None where it did not train)."""
+    if "means" in run:
+        return run["means"][name]["acc"]["test"]["flip-shift"] if name in run["means"] else None
+    return run.get(OLD_KEYS.get(name))
 
 
 def figure(rows: list[dict], widths, batches, budgets: list[dict]):
@@ -74,18 +81,24 @@ def figure(rows: list[dict], widths, batches, budgets: list[dict]):
 
 
 def budget_figure(ax, budgets: list[dict]) -> None:
-    """Test accuracy (flip-shift TTA) of cpu-fast and airbench94 against the minutes each trained."""
-    minutes = sorted({run["minutes"] for run in budgets})
-    for key, label in ACCURACIES:  # each run a dot, the mean over the runs of a budget a line
-        line, = ax.plot(minutes, [100 * statistics.mean(run[key] for run in budgets if run["minutes"] == m)
-                                  for m in minutes], "-", label=f"{label} (mean of the runs)")
-        ax.plot([run["minutes"] for run in budgets], [100 * run[key] for run in budgets], "o",
-                color=line.get_color(), alpha=0.6)
+    """Test accuracy (flip-shift TTA) of cpu-fast and airbench's designs against the minutes each trained."""
+    for name in (PRESET, "airbench94", "airbench94_muon"):  # each run a dot, the mean over the runs of a budget a line
+        points = [(run["minutes"], 100 * acc) for run in budgets if (acc := test_accuracy(run, name)) is not None]
+        if not points:
+            continue
+        minutes = sorted({m for m, _ in points})
+        line, = ax.plot(minutes, [statistics.mean(a for m, a in points if m == budget) for budget in minutes], "-",
+                        label=f"{name} (mean of the runs)")
+        ax.plot(*zip(*points), "o", color=line.get_color(), alpha=0.6)
     ax.set(xlabel="training minutes (the budget)", ylabel="test accuracy with TTA (%)",
-           title=f"time to accuracy ({budgets[0]['scored_images']:,} test images; a dot a run)")
-    ax.set_xticks(minutes)
+           title=f"time to accuracy ({scored_images(budgets[0]):,} test images; a dot a run)")
+    ax.set_xticks(sorted({run["minutes"] for run in budgets}))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
+
+
+def scored_images(run: dict) -> int:
+    return run["scored"]["test"] if "scored" in run else run["scored_images"]
 
 
 def main(argv=None) -> int:

@@ -123,17 +123,23 @@ def test_search_workers_smoke_times_two_workers_on_one_study(tmp_path):
     assert row["trials_per_hour"] > 0 and row["seconds"] >= row["seconds_per_trial"] > 0
 
 
-def test_versus_airbench_smoke_prints_both_scores():
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "versus_airbench.py"), "--smoke",
-                           "--minutes", "0.02", "--repeat", "2"], capture_output=True, text=True, timeout=300)
+def test_versus_airbench_smoke_scores_each_network_on_both_sets():
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "versus_airbench.py"), "--smoke", "--minutes",
+                           "0.02", "--repeat", "2", "--split", "--against", "airbench94_muon", "airbench94"],
+                          capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
-    for key in ("airbench_acc", "cpu_fast_acc", "airbench_acc_no_tta", "cpu_fast_acc_no_tta"):
-        assert 0 <= result[key] <= 1, key
-    for key in ("airbench_images_per_s", "cpu_fast_images_per_s", "airbench_epochs", "cpu_fast_epochs"):
-        assert result[key] > 0, key
-    assert result["minutes"] == 0.02 and result["scored_on"] == "test batch"
-    assert "pair 2, seed 1, cpu-fast" in proc.stdout.split("pair 2, seed 1, airbench94")[0]  # the second pair swaps
+    assert result["minutes"] == 0.02 and result["against"] == ["airbench94_muon", "airbench94"]
+    assert set(result["scored"]) == {"validation", "test"} and set(result["means"]) == {*result["against"], "cpu-fast"}
+    for name, means in result["means"].items():
+        assert means["epochs"] > 0 and means["images_per_s"] > 0, name
+        assert all(0 <= acc <= 1 for by_mode in means["acc"].values() for acc in by_mode.values()), name
+        assert len(result["runs"][name]) == 2, name
+    gap = result["tta_gaps"]["airbench94"]["validation"]
+    assert gap == result["means"]["cpu-fast"]["acc"]["validation"]["flip-shift"] - \
+        result["means"]["airbench94"]["acc"]["validation"]["flip-shift"]
+    first, second = (proc.stdout.split(f"round {k}, seed {k - 1}, ")[1].split()[0] for k in (1, 2))
+    assert (first, second) == ("airbench94_muon", "airbench94")  # the second round's order turns by one
 
 
 def test_cost_smoke_times_each_width_and_batch_and_draws_the_budgets(tmp_path):
@@ -142,6 +148,9 @@ def test_cost_smoke_times_each_width_and_batch_and_draws_the_budgets(tmp_path):
         budgets.append(tmp_path / f"versus_{k}.json")
         budgets[-1].write_text("a table\n" + json.dumps({"minutes": minutes, "cpu_fast_acc": acc, "airbench_acc": acc,
                                                            "scored_images": 1000}) + "\n")
+    budgets.append(tmp_path / "versus_new.json")  # the JSON line since --against: means per network and set
+    means = {name: {"acc": {"test": {"flip-shift": 0.9}}} for name in ("cpu-fast", "airbench94_muon")}
+    budgets[-1].write_text(json.dumps({"minutes": 15, "means": means, "scored": {"test": 1000}}) + "\n")
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "cost.py"), "--smoke",
                            "--figure", str(tmp_path / "cost.png"), "--budgets", *map(str, budgets)],
                           capture_output=True, text=True, timeout=300)
@@ -150,3 +159,15 @@ def test_cost_smoke_times_each_width_and_batch_and_draws_the_budgets(tmp_path):
     assert [(r["width"], r["batch_size"]) for r in rows] == [(0.25, 16), (0.25, 32), (0.5, 16), (0.5, 32)]
     assert all(r["images_per_s"] > 0 and r["epoch_minutes"] > 0 for r in rows)
     assert rows[0]["parameters"] < rows[2]["parameters"] and (tmp_path / "cost.png").stat().st_size > 0
+
+
+def test_profile_training_smoke_sums_each_networks_time_by_kind():
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "profile_training.py"), "--smoke"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert set(result["runs"]) == {"airbench94", "airbench94_muon", "cpu-fast"}
+    for name, run in result["runs"].items():
+        assert run["images"] > 0 and run["seconds"]["convolution"] > 0, name
+        assert sum(run["seconds"].values()) == run["total_seconds"], name
+    assert "convolution" in proc.stdout and "images trained" in proc.stdout
