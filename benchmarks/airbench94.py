@@ -119,6 +119,22 @@ def batches(images: Tensor, labels: Tensor, epoch: int, batch: int, generator: t
         yield out[index].contiguous(memory_format=torch.channels_last), labels[index]
 
 
+def prepared_images(images: Tensor, normalization: Normalization, generator: torch.Generator) -> Tensor:
+    """airbench's training images, prepared once: normalized, a random half mirrored (odd epochs mirror them all),
+    reflect-padded for the translations."""
+    x = normalization(images)
+    flipped = torch.rand(len(x), generator=generator) < 0.5
+    x = torch.where(flipped.view(-1, 1, 1, 1), x.flip(-1), x)
+    return F.pad(x, (TRANSLATE,) * 4, mode="reflect")
+
+
+def run_record(steps: int, batch: int, train_images: int, start: float) -> dict:
+    """What a run started at ``start`` (time.perf_counter) did."""
+    seconds = time.perf_counter() - start
+    return {"steps": steps, "images": steps * batch, "epochs": steps * batch / train_images, "seconds": seconds,
+            "images_per_s": steps * batch / seconds}
+
+
 def train(images: Tensor, labels: Tensor, normalization: Normalization, minutes: float, seed: int = 0,
           compute: Compute | None = None) -> tuple[nn.Module, dict]:
     """airbench94 trained for ``minutes`` on uint8 ``images``; returns the model (taking uint8 images normalized by
@@ -127,10 +143,7 @@ def train(images: Tensor, labels: Tensor, normalization: Normalization, minutes:
     generator = torch.Generator().manual_seed(seed)
     compute = compute or Compute.choose()
     start = time.perf_counter()
-    x = normalization(images)
-    flipped = torch.rand(len(x), generator=generator) < 0.5
-    x = torch.where(flipped.view(-1, 1, 1, 1), x.flip(-1), x)  # pre-flipped once: odd epochs mirror them all
-    x = F.pad(x, (TRANSLATE,) * 4, mode="reflect")
+    x = prepared_images(images, normalization, generator)
     net = make_net()
     init_whitening(net[0], normalization(images[:5000]))
     batch = min(BATCH, len(images))  # smoke runs have fewer images than one batch
@@ -168,6 +181,4 @@ def train(images: Tensor, labels: Tensor, normalization: Normalization, minutes:
         if lookahead is not None:
             lookahead.update(net, 1.0)
         epoch += 1
-    seconds = time.perf_counter() - start
-    return net.eval(), {"steps": steps, "images": steps * batch, "epochs": steps * batch / len(images),
-                        "seconds": seconds, "images_per_s": steps * batch / seconds}
+    return net.eval(), run_record(steps, batch, len(images), start)

@@ -25,7 +25,7 @@ import time
 import torch
 from torch import Tensor, nn
 
-from airbench94 import TRANSLATE, WIDTHS, ConvGroup, batches, init_whitening
+from airbench94 import WIDTHS, ConvGroup, batches, init_whitening, prepared_images, run_record
 from cifar_resnet import Normalization
 from cifar_resnet.device import Compute
 from cifar_resnet.muon import Muon
@@ -85,10 +85,7 @@ def train(images: Tensor, labels: Tensor, normalization: Normalization, minutes:
     generator = torch.Generator().manual_seed(seed)
     compute = compute or Compute.choose()
     start = time.perf_counter()
-    x = normalization(images)
-    flipped = torch.rand(len(x), generator=generator) < 0.5
-    x = torch.where(flipped.view(-1, 1, 1, 1), x.flip(-1), x)  # pre-flipped once: odd epochs mirror them all
-    x = nn.functional.pad(x, (TRANSLATE,) * 4, mode="reflect")
+    x = prepared_images(images, normalization, generator)
     net = make_net()
     init_whitening(net[0], normalization(images[:5000]))
     batch = min(BATCH, len(images))  # smoke runs have fewer images than one batch
@@ -112,6 +109,4 @@ def train(images: Tensor, labels: Tensor, normalization: Normalization, minutes:
             if done >= 1:
                 break
         epoch += 1
-    seconds = time.perf_counter() - start
-    return net.eval(), {"steps": steps, "images": steps * batch, "epochs": steps * batch / len(images),
-                        "seconds": seconds, "images_per_s": steps * batch / seconds}
+    return net.eval(), run_record(steps, batch, len(images), start)
