@@ -28,14 +28,14 @@ import torch
 import airbench94
 import airbench94_muon
 from experiments import machine
-from utilization import MATMUL_SIZE, matmul_peak, training_flops_per_image
+from utilization import MATMUL_SIZE, matmul_peak, run_flops_per_image
 
 from cifar_resnet import Normalization, evaluate, fit, get_preset, load_cifar10
 from cifar_resnet.data import train_val_split
 from cifar_resnet.device import Compute
 
 PRESET = "cpu-fast"
-BASELINES = {"airbench94": airbench94.train, "airbench94_muon": airbench94_muon.train}
+BASELINES = {"airbench94": airbench94, "airbench94_muon": airbench94_muon}  # each: train(), WHITEN_BIAS_UNTIL
 MODES = ("off", "flip-shift")
 
 
@@ -48,8 +48,10 @@ def scores(model, scored: dict, normalization) -> dict:
 def run_baseline(name: str, data, train_idx, scored: dict, minutes: float, seed: int) -> dict:
     images, labels = data.train_images[train_idx], data.train_labels[train_idx]
     normalization = Normalization.from_images(images)
-    model, run = BASELINES[name](images, labels, normalization, minutes, seed, Compute.choose())
-    return {**run, "flops_per_image": training_flops_per_image(model), "acc": scores(model, scored, normalization)}
+    baseline = BASELINES[name]
+    model, run = baseline.train(images, labels, normalization, minutes, seed, Compute.choose())
+    return {**run, "flops_per_image": run_flops_per_image(model, "0.bias", baseline.WHITEN_BIAS_UNTIL),
+            "acc": scores(model, scored, normalization)}
 
 
 def run_cpu_fast(data, train_idx, scored: dict, minutes: float, seed: int) -> dict:
@@ -64,7 +66,7 @@ def run_cpu_fast(data, train_idx, scored: dict, minutes: float, seed: int) -> di
     images = last["step"] * min(config.batch_size, len(train_idx))
     return {"steps": last["step"], "images": images, "epochs": images / len(train_idx),
             "seconds": last["elapsed"], "images_per_s": images / last["elapsed"],
-            "flops_per_image": training_flops_per_image(result.model),
+            "flops_per_image": run_flops_per_image(result.model, "stem.0.bias", config.stem_bias_until),
             "acc": scores(result.model, scored, result.normalization)}
 
 

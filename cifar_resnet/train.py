@@ -92,7 +92,26 @@ def prepare_model(network: Network | nn.Module, config: TrainConfig, compute: Co
             raise ConfigurationError("whiten_stem = True needs a network whose first conv is stem[0], as in the "
                                      "course's ResNet: set whiten_stem=False for this network")
         whiten_stem(model, whitening_images(), config.whiten_eps)
+        if config.stem_bias_until < 1 and stem[0].bias is None:
+            raise ConfigurationError(f"stem_bias_until = {config.stem_bias_until} freezes the stem's bias, but this "
+                                     f"network's stem[0] has none: set stem_bias_until=1.0")
     return model
+
+
+def training_batches(images: Tensor, labels: Tensor, plan: RunPlan, config: TrainConfig,
+                     normalization: Normalization) -> TrainingBatches:
+    """The run's shuffled, augmented batches of its uint8 training ``images``, on its device."""
+    fill = tuple(round(m * 255) for m in normalization.mean)  # erased pixels become about 0 once normalized
+    device = plan.compute.device
+    return TrainingBatches(images.to(device), labels.to(device), plan.batch_size, Augmentation(config, fill),
+                           config.seed)
+
+
+def set_stem_bias_learning(model: nn.Module, config: TrainConfig, fraction_done: float) -> None:
+    """Let a whitened stem's bias learn until ``config.stem_bias_until`` of training, then freeze it: from then on
+    nothing before the first stage learns, so the backward pass stops there."""
+    if config.whiten_stem and config.stem_bias_until < 1:
+        model.stem[0].bias.requires_grad_(fraction_done < config.stem_bias_until)
 
 
 def predicted_shares(net: nn.Module, images: Tensor, normalization: Normalization, compute: Compute,
@@ -158,10 +177,8 @@ class Trainer:
         restore(previous, self.model, self.optimizer, self.scaler)
         self.lookahead = Lookahead(self.model, slow=unfinished_slow_weights(previous, self.compute.device)) \
             if config.lookahead else None
-        fill = tuple(round(m * 255) for m in self.normalization.mean)  # erased pixels become about 0 once normalized
-        self.batches = TrainingBatches(train_images.to(self.compute.device),
-                                       data.train_labels[self.plan.train_indices].to(self.compute.device),
-                                       self.plan.batch_size, Augmentation(config, fill), config.seed)
+        self.batches = training_batches(train_images, data.train_labels[self.plan.train_indices], self.plan, config,
+                                        self.normalization)
         self.val_x, self.val_y = data.train_images[self.plan.val_indices], data.train_labels[self.plan.val_indices]
         self.criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
         self.net = torch.compile(self.model) if config.compile else self.model
@@ -227,6 +244,7 @@ class Trainer:
     def train_step(self, images: Tensor, labels: Tensor, lr: float) -> tuple[Tensor, Tensor]:
         """One optimizer step on uint8 ``images`` at learning rate ``lr``; the loss and logits."""
         set_learning_rate(self.optimizer, lr)
+        set_stem_bias_learning(self.model, self.config, self.clock.fraction_done(self.state.step))
         if self.compute.channels_last:  # while still uint8: a quarter of the bytes to move
             images = images.contiguous(memory_format=torch.channels_last)
         x = self.normalization(images)

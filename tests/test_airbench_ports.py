@@ -11,7 +11,7 @@ from cifar_resnet.device import Compute
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import airbench94_muon  # noqa: E402
-from utilization import matmul_peak, training_flops_per_image  # noqa: E402
+from utilization import matmul_peak, run_flops_per_image, training_flops_per_image  # noqa: E402
 
 
 def test_airbench94_muon_steps_every_trainable_parameter_once_and_its_filters_with_muon():
@@ -42,6 +42,16 @@ def test_training_flops_per_image_counts_what_the_budget_counts():
     model = build_model(config)
     model.stem[0].weight.requires_grad_(False)  # the whitened stem does not train
     assert training_flops_per_image(model) == count_training_flops(config, frozen_stem=True)
+
+
+def test_a_run_whose_stem_bias_freezes_part_way_counts_both_phases_by_their_shares():
+    model = build_model(get_preset("cpu-fast").model)
+    model.stem[0].weight.requires_grad_(False)
+    learning, frozen = (training_flops_per_image(model, {"stem.0.bias": learns}) for learns in (True, False))
+    assert frozen < learning and model.stem[0].bias.requires_grad  # counted on a copy
+    assert run_flops_per_image(model, "stem.0.bias", 0.25) == pytest.approx(0.25 * learning + 0.75 * frozen)
+    net = airbench94_muon.make_net()
+    assert run_flops_per_image(net, "0.bias", 1.0) == training_flops_per_image(net)
 
 
 def test_matmul_peak_is_a_positive_rate():

@@ -28,7 +28,8 @@ def test_cpu_fast_is_airbench94s_recipe_in_the_batch_size_the_batch_variants_com
     assert len(variants) == len(batches) * len(experiments.SEEDS)
     cpu_fast = get_preset("cpu-fast").train
     assert dataclasses.replace(AIRBENCH_RECIPE, batch_size=cpu_fast.batch_size, lr=cpu_fast.lr,
-                               minutes=cpu_fast.minutes, optimizer="muon", whiten_eps=0.02) == cpu_fast
+                               minutes=cpu_fast.minutes, optimizer="muon", whiten_eps=0.02,
+                               stem_bias_until=0.3) == cpu_fast
     assert (cpu_fast.batch_size, cpu_fast.lr) in batches
     assert {(v.train.batch_size, v.train.lr, v.train.seed) for v in variants} == {
         (batch, lr, seed) for batch, lr in batches for seed in experiments.SEEDS}
@@ -38,7 +39,8 @@ def test_cpu_fast_is_airbench94s_recipe_in_the_batch_size_the_batch_variants_com
 def test_optimizer_variants_are_cpu_fast_with_sgd_and_as_it_is_the_sgd_arm_a_batch_variant():
     variants = experiments.optimizer_variants(5.0)
     assert [v.train.optimizer for v in variants] == ["sgd", "muon"] * len(experiments.SEEDS)
-    cpu_fast = dataclasses.replace(get_preset("cpu-fast").train, minutes=5.0, val_size=None, whiten_eps=5e-4)
+    cpu_fast = dataclasses.replace(get_preset("cpu-fast").train, minutes=5.0, val_size=None, whiten_eps=5e-4,
+                                   stem_bias_until=1.0)
     assert variants[1].train == cpu_fast and variants[1].model == get_preset("cpu-fast").model
     batch_trains = {v.train for v in experiments.batch_variants(5.0)}
     assert all(v.train in batch_trains for v in variants if v.train.optimizer == "sgd")  # measured once in one run

@@ -96,6 +96,20 @@ def test_whitened_stem_is_frozen_and_decorrelates_the_patches(smoke_data):
     torch.testing.assert_close(stem.weight[:8], -stem.weight[8:16])  # each filter beside its negative
 
 
+def test_the_whitened_stems_bias_learns_until_its_share_of_training_then_freezes(smoke_data):
+    model = build_model(ModelConfig(blocks=(1,), channels=(16,), pool=15, downsample="maxpool", style="airbench"))
+    biases = []
+    config = dataclasses.replace(QUICK, epochs=4, whiten_stem=True, stem_bias_until=0.5)
+    fit(model, config, smoke_data, progress=False, on_epoch=lambda history: biases.append(model.stem[0].bias.clone()))
+    assert not torch.equal(biases[0], biases[1])  # still learning through the first half of the steps
+    assert torch.equal(biases[1], biases[2]) and torch.equal(biases[2], biases[3])  # frozen from then on
+    assert not model.stem[0].bias.requires_grad
+    assert "its bias frozen after 50% of training" in config.describe()
+    with pytest.raises(CifarResnetError, match="has none: set stem_bias_until=1.0"):
+        fit(TINY, config, smoke_data, progress=False)  # the torchvision stem's conv has no bias
+    assert "bias frozen" not in dataclasses.replace(config, whiten_stem=False).describe()
+
+
 def test_fit_learns_and_writes_checkpoint_and_history(smoke_data, tmp_path):
     config = TrainConfig(epochs=6, batch_size=50, lr=0.1, val_size=100)
     seen = []
