@@ -1,12 +1,14 @@
 """Side-by-side experiments: each variant of a recipe trained for the same minutes, scored on one split.
 
 ``compare`` trains a list of ``Variant``s one after another, each for the same time budget on the same
-validation split (the default 5,000 images held out), and returns a row per variant. Five lists are
-defined here, the ones the notebooks discuss:
+validation split (the default 5,000 images held out), and returns a row per variant. The lists defined here are
+the ones the notebooks and README discuss:
 
 - ``trick_variants``: airbench94's recipe built up from a plain one, one trick at a time (notebook 03);
 - ``batch_variants``: that recipe in batches of 1,024 (airbench94's), 512 and 256, two seeds (03);
 - ``optimizer_variants``: cpu-fast's recipe with SGD on every parameter and with Muon on the conv filters, two seeds (03);
+- ``stem_bias_variants``: cpu-fast's recipe with its stem bias learning throughout and frozen after 30% (as it is),
+  two seeds (README's B6);
 - ``augmentation_variants``: airbench94's recipe without augmentation, with flips only, with flips and crops (01);
 - ``preset_variants``: each preset's network and recipe for the same minutes (02);
 - ``technique_variants``: the course's recipe on cpu-fast's network for the same epochs, less one technique at a
@@ -112,6 +114,16 @@ def optimizer_variants(minutes: float) -> list[Variant]:
                                  stem_bias_until=AIRBENCH_RECIPE.stem_bias_until)
     arms = (("SGD on every parameter", dataclasses.replace(recipe, optimizer="sgd")),
             ("Muon on the conv filters: cpu-fast's recipe", recipe))
+    return [Variant(f"{label}, seed {seed}", AIRBENCH_RESNET, _timed(dataclasses.replace(train, seed=seed), minutes))
+            for seed in SEEDS for label, train in arms]
+
+
+def stem_bias_variants(minutes: float) -> list[Variant]:
+    """cpu-fast's recipe with its whitened stem's bias learning throughout, and as it is (frozen after 30% of
+    training, as airbench94's), once per seed of SEEDS."""
+    recipe = get_preset("cpu-fast").train
+    arms = (("stem bias learns throughout", dataclasses.replace(recipe, stem_bias_until=1.0)),
+            (f"stem bias frozen after {recipe.stem_bias_until:.0%}: cpu-fast's recipe", recipe))
     return [Variant(f"{label}, seed {seed}", AIRBENCH_RESNET, _timed(dataclasses.replace(train, seed=seed), minutes))
             for seed in SEEDS for label, train in arms]
 

@@ -112,3 +112,10 @@ def test_show_measured_prints_machine_date_and_table(capsys):
 def test_an_unknown_measurement_is_named():
     with pytest.raises(CifarResnetError, match="no measurement 'speed'"):
         experiments.measured("speed")
+
+
+def test_stem_bias_variants_differ_from_cpu_fast_only_in_when_the_stem_bias_freezes():
+    variants = experiments.stem_bias_variants(5.0)
+    assert [v.train.stem_bias_until for v in variants] == [1.0, 0.3] * len(experiments.SEEDS)
+    cpu_fast = dataclasses.replace(get_preset("cpu-fast").train, minutes=5.0, val_size=None)
+    assert variants[1].train == cpu_fast and variants[0].train == dataclasses.replace(cpu_fast, stem_bias_until=1.0)
