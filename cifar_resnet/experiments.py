@@ -114,8 +114,7 @@ def optimizer_variants(minutes: float) -> list[Variant]:
                                  stem_bias_until=AIRBENCH_RECIPE.stem_bias_until)
     arms = (("SGD on every parameter", dataclasses.replace(recipe, optimizer="sgd")),
             ("Muon on the conv filters: cpu-fast's recipe", recipe))
-    return [Variant(f"{label}, seed {seed}", AIRBENCH_RESNET, _timed(dataclasses.replace(train, seed=seed), minutes))
-            for seed in SEEDS for label, train in arms]
+    return _seeded_arms(arms, minutes)
 
 
 def stem_bias_variants(minutes: float) -> list[Variant]:
@@ -124,6 +123,11 @@ def stem_bias_variants(minutes: float) -> list[Variant]:
     recipe = get_preset("cpu-fast").train
     arms = (("stem bias learns throughout", dataclasses.replace(recipe, stem_bias_until=1.0)),
             (f"stem bias frozen after {recipe.stem_bias_until:.0%}: cpu-fast's recipe", recipe))
+    return _seeded_arms(arms, minutes)
+
+
+def _seeded_arms(arms: tuple[tuple[str, TrainConfig], ...], minutes: float) -> list[Variant]:
+    """Each (label, recipe) arm on cpu-fast's network for ``minutes``, once per seed of SEEDS, the arms side by side."""
     return [Variant(f"{label}, seed {seed}", AIRBENCH_RESNET, _timed(dataclasses.replace(train, seed=seed), minutes))
             for seed in SEEDS for label, train in arms]
 

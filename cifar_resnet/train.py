@@ -91,10 +91,10 @@ def prepare_model(network: Network | nn.Module, config: TrainConfig, compute: Co
         if not (isinstance(stem, nn.Sequential) and isinstance(stem[0], nn.Conv2d)):
             raise ConfigurationError("whiten_stem = True needs a network whose first conv is stem[0], as in the "
                                      "course's ResNet: set whiten_stem=False for this network")
-        whiten_stem(model, whitening_images(), config.whiten_eps)
         if config.stem_bias_until < 1 and stem[0].bias is None:
             raise ConfigurationError(f"stem_bias_until = {config.stem_bias_until} freezes the stem's bias, but this "
                                      f"network's stem[0] has none: set stem_bias_until=1.0")
+        whiten_stem(model, whitening_images(), config.whiten_eps)
     return model
 
 
