@@ -211,9 +211,9 @@ class TrainConfig:
     ``whiten_stem`` starts the stem from whitening filters of the training images and freezes it; ``whiten_eps``
     is added to each patch direction's variance before its filter is divided by the square root, which caps
     the gain of the faint directions (where pixel noise lives). ``stem_bias_until`` is the share of training after
-    which a whitened stem's bias freezes too: from then on nothing before the first stage learns, so the backward
-    pass stops there (airbench94 freezes it after 3 of its 9.9 epochs; 1.0 never freezes it; without
-    ``whiten_stem`` it does nothing).
+    which a whitened stem's bias (after a bias-free conv, its BatchNorm's scale and shift) freezes too: from then
+    on nothing before the first stage learns, so the backward pass stops there (airbench94 freezes it after 3 of
+    its 9.9 epochs; 1.0 never freezes it; without ``whiten_stem`` it does nothing).
     ``blur`` and ``noise`` blur, or add Gaussian pixel noise to, that share of the training images
     (``augment.random_blur``, ``augment.random_noise``).
     ``alternate_flip`` mirrors a fixed random half of the images in even epochs and the other half in

@@ -91,9 +91,6 @@ def prepare_model(network: Network | nn.Module, config: TrainConfig, compute: Co
         if not (isinstance(stem, nn.Sequential) and isinstance(stem[0], nn.Conv2d)):
             raise ConfigurationError("whiten_stem = True needs a network whose first conv is stem[0], as in the "
                                      "course's ResNet: set whiten_stem=False for this network")
-        if config.stem_bias_until < 1 and stem[0].bias is None:
-            raise ConfigurationError(f"stem_bias_until = {config.stem_bias_until} freezes the stem's bias, but this "
-                                     f"network's stem[0] has none: set stem_bias_until=1.0")
         whiten_stem(model, whitening_images(), config.whiten_eps)
     return model
 
@@ -108,10 +105,14 @@ def training_batches(images: Tensor, labels: Tensor, plan: RunPlan, config: Trai
 
 
 def set_stem_bias_learning(model: nn.Module, config: TrainConfig, fraction_done: float) -> None:
-    """Let a whitened stem's bias learn until ``config.stem_bias_until`` of training, then freeze it: from then on
-    nothing before the first stage learns, so the backward pass stops there."""
+    """Let a whitened stem's biases (its conv's, or the BatchNorm's scale and shift after a bias-free conv) learn
+    until ``config.stem_bias_until`` of training, then freeze them: from then on nothing before the first stage
+    learns, so the backward pass stops there."""
     if config.whiten_stem and config.stem_bias_until < 1:
-        model.stem[0].bias.requires_grad_(fraction_done < config.stem_bias_until)
+        whitened = model.stem[0].weight
+        for parameter in model.stem.parameters():
+            if parameter is not whitened:
+                parameter.requires_grad_(fraction_done < config.stem_bias_until)
 
 
 def predicted_shares(net: nn.Module, images: Tensor, normalization: Normalization, compute: Compute,
