@@ -9,6 +9,8 @@ the ones the notebooks and README discuss:
 - ``optimizer_variants``: cpu-fast's recipe with SGD on every parameter and with Muon on the conv filters, two seeds (03);
 - ``stem_bias_variants``: cpu-fast's recipe with its stem bias learning throughout and frozen after 30% (as it is),
   two seeds (README's B6);
+- ``muon_rate_variants``: cpu-fast's recipe as it is and with Muon's peak rate halved, doubled, or its momentum
+  raised, two seeds (README's B6);
 - ``augmentation_variants``: airbench94's recipe without augmentation, with flips only, with flips and crops (01);
 - ``preset_variants``: each preset's network and recipe for the same minutes (02);
 - ``technique_variants``: the course's recipe on cpu-fast's network for the same epochs, less one technique at a
@@ -52,6 +54,7 @@ TRICKS: tuple[tuple[str, dict], ...] = (
     ("+ linear schedule: airbench94's recipe", dict(schedule="linear")),
 )
 BATCH_SIZES = (1024, 512, 256)  # each at airbench94's learning rate per image: the rate halves with the batch
+MUON_CHANGES = (dict(muon_lr=0.06), dict(muon_lr=0.24), dict(muon_momentum=0.8))  # around cpu-fast's 0.12 and 0.6
 SEEDS = (0, 1)  # the lists of close variants (batch sizes, optimizers) run once per seed
 AUGMENTATIONS: tuple[tuple[str, dict], ...] = (
     ("no augmentation", dict(flip=False, alternate_flip=False, crop_padding=0)),
@@ -123,6 +126,16 @@ def stem_bias_variants(minutes: float) -> list[Variant]:
     recipe = get_preset("cpu-fast").train
     arms = (("stem bias learns throughout", dataclasses.replace(recipe, stem_bias_until=1.0)),
             (f"stem bias frozen after {recipe.stem_bias_until:.0%}: cpu-fast's recipe", recipe))
+    return _seeded_arms(arms, minutes)
+
+
+def muon_rate_variants(minutes: float) -> list[Variant]:
+    """cpu-fast's recipe as it is and with each change of MUON_CHANGES to Muon's rate or momentum, once per seed
+    of SEEDS."""
+    recipe = get_preset("cpu-fast").train
+    arms = ((f"Muon rate {recipe.muon_lr:g}, momentum {recipe.muon_momentum:g}: cpu-fast's recipe", recipe),
+            *((f"Muon rate {changed.muon_lr:g}, momentum {changed.muon_momentum:g}", changed)
+              for changed in (dataclasses.replace(recipe, **change) for change in MUON_CHANGES)))
     return _seeded_arms(arms, minutes)
 
 

@@ -119,3 +119,16 @@ def test_stem_bias_variants_differ_from_cpu_fast_only_in_when_the_stem_bias_free
     assert [v.train.stem_bias_until for v in variants] == [1.0, 0.3] * len(experiments.SEEDS)
     cpu_fast = dataclasses.replace(get_preset("cpu-fast").train, minutes=5.0, val_size=None)
     assert variants[1].train == cpu_fast and variants[0].train == dataclasses.replace(cpu_fast, stem_bias_until=1.0)
+
+
+def test_muon_rate_variants_change_only_muons_rate_or_momentum_around_cpu_fasts():
+    variants = experiments.muon_rate_variants(5.0)
+    cpu_fast = dataclasses.replace(get_preset("cpu-fast").train, minutes=5.0, val_size=None)
+    arms = 1 + len(experiments.MUON_CHANGES)
+    assert len(variants) == arms * len(experiments.SEEDS) and variants[0].train == cpu_fast
+    assert [(v.train.muon_lr, v.train.muon_momentum) for v in variants[:arms]] == [(0.12, 0.6), (0.06, 0.6),
+                                                                                 (0.24, 0.6), (0.12, 0.8)]
+    for variant in variants[:arms]:
+        assert variant.train == dataclasses.replace(cpu_fast, muon_lr=variant.train.muon_lr,
+                                                    muon_momentum=variant.train.muon_momentum)
+    assert {v.train.seed for v in variants[arms:]} == {1} and "cpu-fast's recipe, seed 1" in variants[arms].label
