@@ -3,7 +3,7 @@
 Runs the lists of `cifar_resnet.experiments` on the training set with the default 5,000-image
 validation split held out: airbench94's tricks added one at a time, its batch size and SGD against Muon (notebook 03),
 its augmentations (notebook 01), every preset for the same minutes (notebook 02), cpu-fast's stem bias frozen part-way
-or not and Muon's rate and momentum (README's B6), and the course's techniques for the same epochs (notebooks 01 and 03). Each variant is scored on
+or not, Muon's rate and momentum, and hiverge's changes and batches of 1,024 (README's B6), and the course's techniques for the same epochs (notebooks 01 and 03). Each variant is scored on
 the validation split, plain and with flip-shift test-time augmentation. Writes the rows, stamped with
 the machine and the date, to --out (the file the notebooks read), and prints each table and one JSON line.
   python benchmarks/experiments.py --data DATA                      # 3 minutes a variant, about an hour
@@ -11,6 +11,7 @@ the machine and the date, to --out (the file the notebooks read), and prints eac
   python benchmarks/experiments.py --data DATA --only optimizers --minutes 5  # SGD and Muon, two seeds
   python benchmarks/experiments.py --data DATA --only stem_bias --minutes 5 --out stem_bias.json  # README B6
   python benchmarks/experiments.py --data DATA --only muon_rates --minutes 5 --out muon_rates.json  # README B6
+  python benchmarks/experiments.py --data DATA --only hiverge --minutes 5 --out hiverge.json  # README B6
   python benchmarks/experiments.py --data DATA --only techniques --resume  # the course's techniques, 20 epochs each
   python benchmarks/experiments.py --data DATA --only techniques --seeds 1 --resume  # their second seed
   python benchmarks/experiments.py --smoke --minutes 0.02 --out /tmp/x.json   # seconds: checks that it runs
@@ -34,7 +35,7 @@ from cifar_resnet.files import atomic_write
 OUT = Path(__file__).resolve().parents[1] / "cifar_resnet" / "measured" / experiments.MEASURED_FILE
 TIMED = {"tricks": experiments.trick_variants, "batches": experiments.batch_variants,  # each variant for --minutes
          "optimizers": experiments.optimizer_variants, "stem_bias": experiments.stem_bias_variants,
-         "muon_rates": experiments.muon_rate_variants,
+         "muon_rates": experiments.muon_rate_variants, "hiverge": experiments.hiverge_variants,
          "augmentations": experiments.augmentation_variants, "presets": experiments.preset_variants}
 EPOCHS = {"techniques": experiments.technique_variants}  # each variant for --epochs, once per seed of --seeds
 LISTS = sorted({**TIMED, **EPOCHS})

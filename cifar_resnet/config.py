@@ -215,7 +215,8 @@ class TrainConfig:
     on nothing before the first stage learns, so the backward pass stops there (airbench94 freezes it after 3 of
     its 9.9 epochs; 1.0 never freezes it; without ``whiten_stem`` it does nothing).
     ``blur`` and ``noise`` blur, or add Gaussian pixel noise to, that share of the training images
-    (``augment.random_blur``, ``augment.random_noise``).
+    (``augment.random_blur``, ``augment.random_noise``). ``brightness_contrast`` shifts each training image's
+    brightness and scales its contrast by up to that fraction (``augment.random_brightness_contrast``; 0 is off).
     ``alternate_flip`` mirrors a fixed random half of the images in even epochs and the other half in
     odd epochs, instead of tossing a coin per image and epoch: every image is seen both ways in any
     two epochs in a row (airbench's alternating flip).
@@ -257,6 +258,7 @@ class TrainConfig:
     randaugment: bool = False
     blur: float = 0.0
     noise: float = 0.0
+    brightness_contrast: float = 0.0
     whiten_eps: float = 5e-4
     stem_bias_until: float = 1.0
     val_size: int | None = None
@@ -285,6 +287,8 @@ class TrainConfig:
         for name in ("erasing", "blur", "noise"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ConfigurationError(f"{name} = {getattr(self, name)}: a probability in [0, 1]")
+        if not 0 <= self.brightness_contrast < 1:
+            raise ConfigurationError(f"brightness_contrast = {self.brightness_contrast}: a fraction in [0, 1)")
         if self.whiten_eps <= 0:
             raise ConfigurationError(f"whiten_eps = {self.whiten_eps}: must be > 0 (it keeps the whitening finite)")
         if not 0 <= self.stem_bias_until <= 1:
@@ -307,6 +311,8 @@ class TrainConfig:
         extras = [name for name, on in (("random erasing", self.erasing > 0), ("RandAugment", self.randaugment),
                                         (f"blur on {self.blur:.0%} of the images", self.blur > 0),
                                         (f"pixel noise on {self.noise:.0%} of the images", self.noise > 0),
+                                        (f"brightness and contrast changed by up to {self.brightness_contrast:.0%}",
+                                         self.brightness_contrast > 0),
                                         (f"a whitened, frozen stem (epsilon {self.whiten_eps:g}{stem_bias})",
                                          self.whiten_stem),
                                         ("lookahead", self.lookahead))

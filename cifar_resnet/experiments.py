@@ -11,6 +11,8 @@ the ones the notebooks and README discuss:
   two seeds (README's B6);
 - ``muon_rate_variants``: cpu-fast's recipe as it is and with Muon's peak rate halved, doubled, or its momentum
   raised, two seeds (README's B6);
+- ``hiverge_variants``: cpu-fast as it is, with SiLU instead of GELU in its stages (``silu_resnet``), with brightness
+  and contrast augmentation, and in batches of 1,024, two seeds (README's B6);
 - ``augmentation_variants``: airbench94's recipe without augmentation, with flips only, with flips and crops (01);
 - ``preset_variants``: each preset's network and recipe for the same minutes (02);
 - ``technique_variants``: the course's recipe on cpu-fast's network for the same epochs, less one technique at a
@@ -30,11 +32,15 @@ from importlib import resources
 import torch
 
 from .budget import count_parameters
+from torch import nn
+
 from .config import (AIRBENCH_RECIPE, AIRBENCH_RESNET, COURSE_RECIPE, ModelConfig, TrainConfig, get_preset,
                      with_batch_size)
 from .data import CifarData
 from .errors import CifarResnetError
 from .evaluate import evaluate
+from .model import ResNet, build_model
+from .network import Builder, Network
 from .train import fit
 from .training_state import TrainingDivergedError
 
@@ -55,6 +61,7 @@ TRICKS: tuple[tuple[str, dict], ...] = (
 )
 BATCH_SIZES = (1024, 512, 256)  # each at airbench94's learning rate per image: the rate halves with the batch
 MUON_CHANGES = (dict(muon_lr=0.06), dict(muon_lr=0.24), dict(muon_momentum=0.8))  # around cpu-fast's 0.12 and 0.6
+HIVERGE_BRIGHTNESS_CONTRAST = 0.135  # hiverge's colour jitter: brightness 0.14 and contrast 0.13
 SEEDS = (0, 1)  # the lists of close variants (batch sizes, optimizers) run once per seed
 AUGMENTATIONS: tuple[tuple[str, dict], ...] = (
     ("no augmentation", dict(flip=False, alternate_flip=False, crop_padding=0)),
@@ -81,7 +88,7 @@ class Variant:
     """One arm of an experiment: a name, a network and its recipe."""
 
     label: str
-    model: ModelConfig
+    model: Network
     train: TrainConfig
 
 
@@ -137,6 +144,31 @@ def muon_rate_variants(minutes: float) -> list[Variant]:
             *((f"Muon rate {changed.muon_lr:g}, momentum {changed.muon_momentum:g}", changed)
               for changed in (dataclasses.replace(recipe, **change) for change in MUON_CHANGES)))
     return _seeded_arms(arms, minutes)
+
+
+def silu_resnet() -> ResNet:
+    """cpu-fast's network with SiLU instead of GELU after every conv of its stages (the stem keeps GELU), as
+    hiverge's fork of airbench94_muon has it."""
+    model = build_model(AIRBENCH_RESNET)
+    for parent in model.stages.modules():
+        for name, child in parent.named_children():
+            if isinstance(child, nn.GELU):
+                setattr(parent, name, nn.SiLU())
+    return model
+
+
+def hiverge_variants(minutes: float) -> list[Variant]:
+    """cpu-fast as it is, with SiLU in its stages, with brightness and contrast augmentation (two of hiverge's
+    changes to airbench94_muon), and in batches of 1,024 at the same rate per image (which this CPU's matrix
+    units run faster), once per seed of SEEDS."""
+    recipe = get_preset("cpu-fast").train
+    arms = (("cpu-fast's recipe", AIRBENCH_RESNET, recipe),
+            ("SiLU in the stages", Builder.parse("cifar_resnet.experiments:silu_resnet"), recipe),
+            (f"brightness and contrast {HIVERGE_BRIGHTNESS_CONTRAST:g}", AIRBENCH_RESNET,
+             dataclasses.replace(recipe, brightness_contrast=HIVERGE_BRIGHTNESS_CONTRAST)),
+            ("batches of 1,024", AIRBENCH_RESNET, with_batch_size(recipe, 1024)))
+    return [Variant(f"{label}, seed {seed}", network, _timed(dataclasses.replace(train, seed=seed), minutes))
+            for seed in SEEDS for label, network, train in arms]
 
 
 def _seeded_arms(arms: tuple[tuple[str, TrainConfig], ...], minutes: float) -> list[Variant]:

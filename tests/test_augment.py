@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from cifar_resnet.augment import RAND_AUGMENT_OPERATIONS, augment, cutout, rand_augment, random_crop, random_erasing, random_flip
+from cifar_resnet.augment import (RAND_AUGMENT_OPERATIONS, augment, cutout, rand_augment, random_brightness_contrast,
+                                  random_crop, random_erasing, random_flip)
 
 
 @pytest.fixture
@@ -85,6 +86,24 @@ def test_augmentations_are_reproducible_and_device_agnostic(images):
     b = augment(images, generator=gen(3))
     assert torch.equal(a, b)
     assert not torch.equal(a, augment(images, generator=gen(4)))
+
+
+def test_brightness_contrast_shifts_and_scales_each_image_about_the_mean_pixel_within_its_strength():
+    flat = torch.full((200, 3, 4, 4), 100, dtype=torch.uint8)
+    flat[:, :, :2] = 140  # two levels per image: their gap is scaled by the contrast factor alone
+    out = random_brightness_contrast(flat, strength=0.1, mean=120.0, std=64.0, generator=gen(0)).float()
+    scale = (out[:, 0, 0, 0] - out[:, 0, 3, 0]) / 40
+    assert scale.min() >= 0.9 - 0.03 and scale.max() <= 1.1 + 0.03 and scale.std() > 0.03  # each its own draw
+    assert torch.equal(out, out[:, :1].expand_as(out))  # one draw per image, the same for every channel
+    middle = (out[:, 0, 0, 0] + out[:, 0, 3, 0]) / 2  # 120 + shift * scale: the shift is within 0.1 * 64
+    assert (middle - 120).abs().max() <= 0.1 * 64 * 1.1 + 1 and (middle - 120).std() > 1
+    assert torch.equal(random_brightness_contrast(flat, strength=0.0, generator=gen(0)), flat)
+
+
+def test_augment_changes_brightness_and_contrast_only_when_asked(images):
+    plain = augment(images, erasing=0.0, generator=gen(5))
+    assert torch.equal(plain, augment(images, erasing=0.0, brightness_contrast=0.0, generator=gen(5)))
+    assert not torch.equal(plain, augment(images, erasing=0.0, brightness_contrast=0.135, generator=gen(5)))
 
 
 def test_rand_augment_draws_its_own_operations_for_each_image(images):

@@ -2,9 +2,11 @@
 import dataclasses
 
 import pytest
+from torch import nn
 
 from cifar_resnet import experiments, get_preset
-from cifar_resnet.config import AIRBENCH_RECIPE, COURSE_TECHNIQUES, TrainConfig, techniques_used
+from cifar_resnet.budget import count_parameters
+from cifar_resnet.config import AIRBENCH_RECIPE, AIRBENCH_RESNET, COURSE_TECHNIQUES, TrainConfig, techniques_used
 from cifar_resnet.errors import CifarResnetError
 
 
@@ -119,6 +121,20 @@ def test_stem_bias_variants_differ_from_cpu_fast_only_in_when_the_stem_bias_free
     assert [v.train.stem_bias_until for v in variants] == [1.0, 0.3] * len(experiments.SEEDS)
     cpu_fast = dataclasses.replace(get_preset("cpu-fast").train, minutes=5.0, val_size=None)
     assert variants[1].train == cpu_fast and variants[0].train == dataclasses.replace(cpu_fast, stem_bias_until=1.0)
+
+
+def test_hiverge_variants_change_one_thing_each_around_cpu_fast():
+    variants = experiments.hiverge_variants(5.0)
+    cpu_fast = dataclasses.replace(get_preset("cpu-fast").train, minutes=5.0, val_size=None)
+    base, silu, jitter, batches = variants[:4]
+    assert len(variants) == 4 * len(experiments.SEEDS) and {v.train.seed for v in variants[4:]} == {1}
+    assert base.train == silu.train == cpu_fast and base.model == jitter.model == batches.model == AIRBENCH_RESNET
+    assert jitter.train == dataclasses.replace(cpu_fast, brightness_contrast=experiments.HIVERGE_BRIGHTNESS_CONTRAST)
+    assert batches.train == dataclasses.replace(cpu_fast, batch_size=1024, lr=2 * cpu_fast.lr)
+    network = silu.model.build()
+    stage_activations = {type(m) for m in network.stages.modules() if isinstance(m, (nn.GELU, nn.SiLU))}
+    assert stage_activations == {nn.SiLU} and isinstance(network.stem[1], nn.GELU)
+    assert count_parameters(silu.model).total == count_parameters(AIRBENCH_RESNET).total
 
 
 def test_muon_rate_variants_change_only_muons_rate_or_momentum_around_cpu_fasts():
