@@ -173,11 +173,13 @@ def test_profile_training_smoke_sums_each_networks_time_by_kind():
     assert "convolution" in proc.stdout and "images trained" in proc.stdout
 
 
-def test_compile_speed_smoke_times_eager_and_compiled_steps_side_by_side():
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "compile_speed.py"), "--smoke"],
+def test_step_speed_smoke_times_each_way_side_by_side():
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "step_speed.py"), "--smoke"],
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert set(result["images_per_s"]) == {"eager", "compiled"} and result["preset"] == "tiny"
+    ways = {"airbench94", "cpu-fast eager", "cpu-fast forward and backward", "cpu-fast optimizer step",
+            "cpu-fast compiled"}
+    assert set(result["images_per_s"]) == ways and set(result["warm_up_seconds"]) == ways
     assert all(len(speeds) == 2 and min(speeds) > 0 for speeds in result["images_per_s"].values())
-    assert "compiled / eager" in proc.stdout
+    assert "/ airbench94" in proc.stdout
