@@ -288,8 +288,8 @@ def test_two_workers_share_a_study_and_a_killed_workers_trial_is_retried(postgre
 
 def test_ctrl_c_keeps_the_finished_trials_and_queues_the_stopped_one_to_resume(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("CIFAR_RESNET_STORAGE", raising=False)
-    space = tmp_path / "space.json"
-    space.write_text(json.dumps(TINY_SPACE))
+    space = tmp_path / "space.json"  # no network over the budget: the second trial always trains
+    space.write_text(json.dumps({**TINY_SPACE, "model": {**TINY_SPACE["model"], "channels": [[8, 16], [16, 32], [32]]}}))
     log = tmp_path / "search.log"
     search = worker(None, tmp_path, space, 3, log, study="stopped")
 
