@@ -30,10 +30,9 @@ from dataclasses import dataclass
 from importlib import resources
 
 import torch
-
-from .budget import count_parameters
 from torch import nn
 
+from .budget import count_parameters
 from .config import (AIRBENCH_RECIPE, AIRBENCH_RESNET, COURSE_RECIPE, ModelConfig, TrainConfig, get_preset,
                      with_batch_size)
 from .data import CifarData
@@ -159,8 +158,8 @@ def silu_resnet() -> ResNet:
 
 def hiverge_variants(minutes: float) -> list[Variant]:
     """cpu-fast as it is, with SiLU in its stages, with brightness and contrast augmentation (two of hiverge's
-    changes to airbench94_muon), and in batches of 1,024 at the same rate per image (which this CPU's matrix
-    units run faster), once per seed of SEEDS."""
+    changes to airbench94_muon), and in batches of 1,024 at the same rate per image (which larger matrix products
+    might run faster), once per seed of SEEDS."""
     recipe = get_preset("cpu-fast").train
     arms = (("cpu-fast's recipe", AIRBENCH_RESNET, recipe),
             ("SiLU in the stages", Builder.parse("cifar_resnet.experiments:silu_resnet"), recipe),
