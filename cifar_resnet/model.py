@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .config import ModelConfig
+from .conv import Conv2d
 
 NormLayer = Callable[[int], nn.Module]  # channels -> a norm layer
 Activation = Callable[[], nn.Module]
@@ -22,7 +23,7 @@ Activation = Callable[[], nn.Module]
 
 def conv(in_channels: int, out_channels: int, kernel: int, stride: int = 1) -> nn.Conv2d:
     """A bias-free convolution with 'same' padding (the map shrinks only by the stride)."""
-    return nn.Conv2d(in_channels, out_channels, kernel, stride=stride, padding=kernel // 2, bias=False)
+    return Conv2d(in_channels, out_channels, kernel, stride=stride, padding=kernel // 2, bias=False)
 
 
 class FixedScaleBatchNorm(nn.BatchNorm2d):
