@@ -2,10 +2,11 @@
 
 Times, in alternating rounds so that a change in the machine's speed reaches all of them: airbench94's whole step
 (benchmarks/airbench94.py: batch 1,024, Nesterov SGD), cpu-fast's whole step (`cifar_resnet.train.Trainer.train_step`:
-batch 512, Muon and SGD, lookahead), its forward and backward pass alone, its optimizer step alone, and its whole step
-under torch.compile (`TrainConfig.compile`, whose first steps compile and are timed apart). Every step is of the
-phase after the stem's bias has frozen (70% of a run, for both), on real training images. Prints images/s per round,
-the means and their ratios, then one JSON line.
+batch 512, Muon and SGD, lookahead), the same with every weight gradient oneDNN's (`cifar_resnet.conv.SMALL_MAP`
+at 0, as before the small maps' gradients became matrix products), its forward and backward pass alone, its
+optimizer step alone, and its whole step under torch.compile (`TrainConfig.compile`, whose first steps compile and
+are timed apart). Every step is of the phase after the stem's bias has frozen (70% of a run, for both), on real
+training images. Prints images/s per round, the means and their ratios, then one JSON line.
   python benchmarks/step_speed.py --data DATA      # about 3 minutes
   python benchmarks/step_speed.py --smoke          # seconds: checks that it runs
 """
@@ -18,6 +19,7 @@ import json
 import statistics
 import sys
 import time
+from unittest import mock
 
 import torch
 from torch import nn
@@ -25,7 +27,7 @@ from torch import nn
 import airbench94
 from experiments import machine
 
-from cifar_resnet import Normalization, get_preset, load_cifar10
+from cifar_resnet import Normalization, conv, get_preset, load_cifar10
 from cifar_resnet.device import Compute
 from cifar_resnet.train import Trainer
 
@@ -70,6 +72,10 @@ def cpu_fast_steps(data, compiled: bool) -> tuple[dict, int]:
     if compiled:
         return whole, len(x)
 
+    def onednn_weight_gradients():
+        with mock.patch.object(conv, "SMALL_MAP", 0):
+            trainer.train_step(x, y, lr=0.1)
+
     def forward_backward():
         inputs = trainer.normalization(x.contiguous(memory_format=torch.channels_last))
         with trainer.compute.autocast():
@@ -82,7 +88,8 @@ def cpu_fast_steps(data, compiled: bool) -> tuple[dict, int]:
         start = time.perf_counter()
         trainer.optimizer.step()
         return time.perf_counter() - start
-    return {**whole, "forward and backward": forward_backward, "optimizer step": optimizer_step}, len(x)
+    return {**whole, "eager, oneDNN's weight gradients": onednn_weight_gradients,
+            "forward and backward": forward_backward, "optimizer step": optimizer_step}, len(x)
 
 
 def seconds(step, steps: int) -> float:

@@ -178,8 +178,18 @@ def test_step_speed_smoke_times_each_way_side_by_side():
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
-    ways = {"airbench94", "cpu-fast eager", "cpu-fast forward and backward", "cpu-fast optimizer step",
-            "cpu-fast compiled"}
+    ways = {"airbench94", "cpu-fast eager", "cpu-fast eager, oneDNN's weight gradients",
+            "cpu-fast forward and backward", "cpu-fast optimizer step", "cpu-fast compiled"}
     assert set(result["images_per_s"]) == ways and set(result["warm_up_seconds"]) == ways
     assert all(len(speeds) == 2 and min(speeds) > 0 for speeds in result["images_per_s"].values())
     assert "/ airbench94" in proc.stdout
+
+
+def test_small_map_conv_smoke_times_every_convolution_both_ways():
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "small_map_conv.py"), "--smoke"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    layers = result["ms_per_pass"]
+    assert len(layers) == 9 and all(t["nn.Conv2d"] > 0 and t["Conv2d"] > 0 for t in layers.values())
+    assert {tuple(t["input"][2:]) for t in layers.values()} == {(31, 31), (15, 15), (7, 7), (3, 3)}
