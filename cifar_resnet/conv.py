@@ -1,10 +1,11 @@
 """The networks' convolution: ``nn.Conv2d``, with a faster weight gradient on tiny feature maps on the CPU.
 
-On a CPU, oneDNN computes a 3x3 convolution's weight gradient on a 3x3 map (the last stage of airbench's layout)
-at a tenth of the speed of its forward pass (benchmarks/step_speed.py: 24 ms against 3.5 ms for 512 images of
-256 channels, on a 2-core Intel Xeon). The same gradient is one matrix product: the nine shifted copies of the
-padded input, side by side, against the output's gradient. ``Conv2d`` takes that way wherever it pays, and
-``nn.Conv2d``'s everywhere else: the forward pass and the input's gradient are always oneDNN's.
+On a CPU, oneDNN spends more than half of a 3x3 convolution's training time on a 3x3 map (the last stage of
+airbench's layout) on its weight gradient, though that is a third of the multiply-adds. The same gradient is one
+matrix product: the nine shifted copies of the padded input, side by side, against the output's gradient. ``Conv2d``
+takes that way where it pays, and ``nn.Conv2d``'s everywhere else: the forward pass and the input's gradient are
+always oneDNN's. For cpu-fast's two 3x3-map convolutions it halves their forward and backward time (30.5 and 29.6 ms
+to 14.7 and 14.0 for 512 images of 256 channels: benchmarks/small_map_conv.py, a 2-core Intel Xeon, 2026-12-06).
 """
 from __future__ import annotations
 
