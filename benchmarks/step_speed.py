@@ -6,7 +6,8 @@ batch 512, Muon and SGD, lookahead), the same with every weight gradient oneDNN'
 at 0, as before the small maps' gradients became matrix products), its forward and backward pass alone, its
 optimizer step alone, and its whole step under torch.compile (`TrainConfig.compile`, whose first steps compile and
 are timed apart). Every step is of the phase after the stem's bias has frozen (70% of a run, for both), on real
-training images. Prints images/s per round, the means and their ratios, then one JSON line.
+training images, except the two whole steps named "stem bias learning" (the first 30%: the first conv then also
+needs the gradient of its input). Prints images/s per round, the means and their ratios, then one JSON line.
   python benchmarks/step_speed.py --data DATA      # about 3 minutes
   python benchmarks/step_speed.py --smoke          # seconds: checks that it runs
 """
@@ -33,16 +34,18 @@ from cifar_resnet.train import Trainer
 
 PRESET = "cpu-fast"
 FROZEN_PHASE = 0.5  # a share of the run after both stems' biases have frozen (at 30%)
+LEARNING_PHASE = 0.1  # a share of the run while they still learn
 
 
-def airbench94_step(data, compute: Compute):
-    """airbench94's training step on one of its batches (whitening bias frozen), and the batch's size."""
+def airbench94_step(data, compute: Compute, bias_learns: bool = False):
+    """airbench94's training step on one of its batches (whitening bias frozen unless ``bias_learns``), and the
+    batch's size."""
     images, labels = data.train_images, data.train_labels
     normalization = Normalization.from_images(images)
     generator = torch.Generator().manual_seed(0)
     net = airbench94.make_net()
     airbench94.init_whitening(net[0], normalization(images[:5000]))
-    net[0].bias.requires_grad = False
+    net[0].bias.requires_grad = bias_learns
     optimizer = torch.optim.SGD([p for p in net.parameters() if p.requires_grad], lr=1e-3, momentum=airbench94.MOMENTUM,
                                 nesterov=True)
     criterion = nn.CrossEntropyLoss(label_smoothing=airbench94.LABEL_SMOOTHING, reduction="sum")
@@ -59,18 +62,25 @@ def airbench94_step(data, compute: Compute):
     return step, batch
 
 
-def cpu_fast_steps(data, compiled: bool) -> tuple[dict, int]:
-    """cpu-fast's whole step (compiled or eager), and for the eager one its forward and backward pass and its
-    optimizer step apart; the batch's size."""
+def cpu_fast_trainer(data, compiled: bool, fraction_done: float):
+    """A Trainer of cpu-fast that stays at ``fraction_done`` of its run, and its first batch."""
     preset = get_preset(PRESET)
     trainer = Trainer(preset.model, dataclasses.replace(preset.train, val_size=0, compile=compiled), data, None,
                       device=None)
-    trainer.clock.fraction_done = lambda step: FROZEN_PHASE
+    trainer.clock.fraction_done = lambda step: fraction_done
     trainer.batches.start_epoch(0)
-    x, y = trainer.batches.batch(0)
+    return (trainer, *trainer.batches.batch(0))
+
+
+def cpu_fast_steps(data, compiled: bool) -> tuple[dict, int]:
+    """cpu-fast's whole step (compiled or eager), and for the eager one the same while the stem's bias learns, with
+    oneDNN's weight gradients, and its forward and backward pass and its optimizer step apart; the batch's size."""
+    trainer, x, y = cpu_fast_trainer(data, compiled, FROZEN_PHASE)
     whole = {"compiled" if compiled else "eager": lambda: trainer.train_step(x, y, lr=0.1)}
     if compiled:
         return whole, len(x)
+
+    learning, x_learning, y_learning = cpu_fast_trainer(data, compiled, LEARNING_PHASE)
 
     def onednn_weight_gradients():
         with mock.patch.object(conv, "SMALL_MAP", 0):
@@ -88,7 +98,8 @@ def cpu_fast_steps(data, compiled: bool) -> tuple[dict, int]:
         start = time.perf_counter()
         trainer.optimizer.step()
         return time.perf_counter() - start
-    return {**whole, "eager, oneDNN's weight gradients": onednn_weight_gradients,
+    return {**whole, "eager, stem bias learning": lambda: learning.train_step(x_learning, y_learning, lr=0.1),
+            "eager, oneDNN's weight gradients": onednn_weight_gradients,
             "forward and backward": forward_backward, "optimizer step": optimizer_step}, len(x)
 
 
@@ -114,19 +125,21 @@ def main(argv=None) -> int:
     compute = Compute.choose()
     print(f"{data}\n{machine()}\n{args.rounds} alternating rounds of {args.steps} steps each", flush=True)
     airbench, airbench_batch = airbench94_step(data, compute)
+    airbench_learning, _ = airbench94_step(data, compute, bias_learns=True)
     eager, batch = cpu_fast_steps(data, compiled=False)
     compiled, _ = cpu_fast_steps(data, compiled=True)
-    ways = {"airbench94": (airbench, airbench_batch), **{f"{PRESET} {name}": (step, batch)
+    ways = {"airbench94": (airbench, airbench_batch),
+            "airbench94, stem bias learning": (airbench_learning, airbench_batch), **{f"{PRESET} {name}": (step, batch)
                                                          for name, step in {**eager, **compiled}.items()}}
     warm_up = {}
     for name, (step, _) in ways.items():  # allocations, kernel choice, and the compiler's work
         warm_up[name] = seconds(step, args.steps) * args.steps
-        print(f"{name:<34} first {args.steps} steps: {warm_up[name]:.1f} s", flush=True)
+        print(f"{name:<42} first {args.steps} steps: {warm_up[name]:.1f} s", flush=True)
     speeds = {name: [] for name in ways}
     for k in range(args.rounds):
         for name, (step, size) in ways.items():
             speeds[name].append(size / seconds(step, args.steps))
-            print(f"round {k + 1} {name:<34} {speeds[name][-1]:8.0f} images/s", flush=True)
+            print(f"round {k + 1} {name:<42} {speeds[name][-1]:8.0f} images/s", flush=True)
     means = {name: statistics.mean(s) for name, s in speeds.items()}
     print(f"\n{'means':<42} {'ms a step':>9} {'images/s':>9} {'/ airbench94':>13}")
     for name, mean in means.items():
