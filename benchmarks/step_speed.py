@@ -8,7 +8,7 @@ optimizer step alone, and its whole step under torch.compile (`TrainConfig.compi
 are timed apart). Every step is of the phase after the stem's bias has frozen (70% of a run, for both), on real
 training images, except the two whole steps named "stem bias learning" (the first 30%: the first conv then also
 needs the gradient of its input). Prints images/s per round, the means and their ratios, then one JSON line.
-  python benchmarks/step_speed.py --data DATA      # about 3 minutes
+  python benchmarks/step_speed.py --data DATA      # a few minutes
   python benchmarks/step_speed.py --smoke          # seconds: checks that it runs
 """
 from __future__ import annotations
@@ -129,8 +129,8 @@ def main(argv=None) -> int:
     eager, batch = cpu_fast_steps(data, compiled=False)
     compiled, _ = cpu_fast_steps(data, compiled=True)
     ways = {"airbench94": (airbench, airbench_batch),
-            "airbench94, stem bias learning": (airbench_learning, airbench_batch), **{f"{PRESET} {name}": (step, batch)
-                                                         for name, step in {**eager, **compiled}.items()}}
+            "airbench94, stem bias learning": (airbench_learning, airbench_batch),
+            **{f"{PRESET} {name}": (step, batch) for name, step in {**eager, **compiled}.items()}}
     warm_up = {}
     for name, (step, _) in ways.items():  # allocations, kernel choice, and the compiler's work
         warm_up[name] = seconds(step, args.steps) * args.steps
