@@ -35,11 +35,11 @@ class SmallMapConv(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None]:
         x, weight = ctx.saved_tensors
-        xg, wg = x.to(grad.dtype), weight.to(grad.dtype)  # the dtypes the forward pass computed in
+        xg = x.to(grad.dtype)  # the dtype the forward pass computed in
         grad_x = grad_w = None
         if ctx.needs_input_grad[0]:
-            grad_x = torch.ops.aten.convolution_backward(grad, xg, wg, None, [1, 1], [1, 1], [1, 1], False, [0, 0],
-                                                         1, [True, False, False])[0].to(x.dtype)
+            grad_x = torch.ops.aten.convolution_backward(grad, xg, weight.to(grad.dtype), None, [1, 1], [1, 1], [1, 1],
+                                                         False, [0, 0], 1, [True, False, False])[0].to(x.dtype)
         if ctx.needs_input_grad[1]:
             n, out_channels, h, w = grad.shape
             per_pixel = grad.permute(0, 2, 3, 1).reshape(n * h * w, out_channels)
