@@ -194,3 +194,17 @@ def test_small_map_conv_smoke_times_every_convolution_both_ways():
     layers = result["ms_per_pass"]
     assert len(layers) == 9 and all(t["nn.Conv2d"] > 0 and t["Conv2d"] > 0 for t in layers.values())
     assert {tuple(t["input"][2:]) for t in layers.values()} == {(31, 31), (15, 15), (7, 7), (3, 3)}
+
+
+def test_run_timeline_smoke_accounts_for_each_run_to_the_second():
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "run_timeline.py"), "--smoke", "--minutes",
+                           "0.15", "--repeat", "2"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert [list(runs) for runs in result["rounds"]] == [["airbench94", "cpu-fast"], ["cpu-fast", "airbench94"]]
+    for name, run in result["rounds"][1].items():
+        assert run["steps"] >= 2 and run["steady_step_s"] > 0, name
+        accounted = run["steps"] * run["steady_step_s"] + sum(run["extra_s"].values())
+        assert abs(accounted - run["seconds"]) < 1e-6 * run["seconds"], name
+    assert len(result["ratios"]) == 2 and result["mean_ratios"]["images_per_s"] > 0
+    assert "frozen-phase spread" in proc.stdout and "the mean of 2 round(s)" in proc.stdout
