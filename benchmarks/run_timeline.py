@@ -13,7 +13,7 @@ top of steps x steady step, a run spends time on:
   - the spread of the other frozen-phase steps around their median;
   - before the first request and after the last (airbench94 prepares its images and whitening inside its clock,
     cpu-fast's Trainer before it starts its clock; the last step).
-Prints those seconds per network, as shares of its run, and one JSON line.
+Prints a table a round (each part in seconds and as a share of its run), the mean ratios, and one JSON line.
   python benchmarks/run_timeline.py --data DATA --minutes 3               # about 7 minutes
   python benchmarks/run_timeline.py --data DATA --minutes 2 --repeat 2    # both orders: about 10 minutes
   python benchmarks/run_timeline.py --smoke --minutes 0.15                # seconds: checks that it runs
@@ -99,6 +99,7 @@ def breakdown(marks: list, seconds: float, images_per_step: int, learns_until: f
 
 
 def timed_run(name: str, data, train_idx, minutes: float, seed: int) -> dict:
+    """Network ``name`` trained for ``minutes`` as versus_airbench.py trains it, and its run's breakdown."""
     marks = []
     if name == "cpu-fast":
         with cpu_fast_requests(marks):
