@@ -141,7 +141,7 @@ def main(argv=None) -> int:
 
 def print_round(k: int, seed: int, runs: dict) -> None:
     """Round ``k``'s table: a column a network, in the order they ran."""
-    print(f"\nround {k + 1}, seed {seed}" + " " * 14 + "".join(f"{name:>20}" for name in runs))
+    print(f"\n{f'round {k + 1}, seed {seed}':<32}" + "".join(f"{name:>20}" for name in runs))
     rows = [("steps", lambda r: f"{r['steps']:,}"), ("steady step", lambda r: f"{1000 * r['steady_step_s']:.1f} ms"),
             ("images/s at the steady step", lambda r: f"{r['steady_images_per_s']:,.0f}"),
             ("images/s over the run", lambda r: f"{r['images_per_s']:,.0f}"),

@@ -74,7 +74,7 @@ def cpu_fast_trainer(data, compiled: bool, fraction_done: float):
 
 def cpu_fast_steps(data, compiled: bool) -> tuple[dict, int]:
     """cpu-fast's whole step (compiled or eager), and for the eager one the same while the stem's bias learns, with
-    oneDNN's weight gradients, and its forward and backward pass and its optimizer step apart; the batch's size."""
+    oneDNN's weight gradients, without the optimizer's update, and that update alone; the batch's size."""
     trainer, x, y = cpu_fast_trainer(data, compiled, FROZEN_PHASE)
     whole = {"compiled" if compiled else "eager": lambda: trainer.train_step(x, y, lr=0.1)}
     if compiled:
