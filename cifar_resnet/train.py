@@ -7,7 +7,8 @@ save). The training images stay on the device as uint8; each step normalizes a b
 backward under autocast and takes a Nesterov SGD (or Muon) step. Every epoch ends with a history row and an
 atomic checkpoint; within an epoch a checkpoint is also written every CHECKPOINT_SECONDS, and Ctrl-C
 (Kernel > Interrupt in Jupyter) stops after the running step with a checkpoint. ``resume=True`` continues
-any of them exactly where it stopped.
+any of them exactly where it stopped. On the CPU a run keeps the memory its steps free for the next step
+(``memory.kept_for_reuse``).
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from .data import CifarData, Normalization
 from .device import Compute, device_description
 from .errors import CifarResnetError
 from .evaluate import class_shares, predict_logits
+from .memory import kept_for_reuse
 from .model import build_model, whiten_stem
 from .network import Builder, Network
 from .optimizer import LOOKAHEAD_EVERY, Lookahead, make_optimizer, set_learning_rate
@@ -197,7 +199,8 @@ class Trainer:
                   flush=True)
         bar = ProgressBar(self.clock, self.state, self.compute.device, progress)
         try:
-            with StopRequest() as stop, interruptions_explained(self.stopped_message):
+            with StopRequest() as stop, interruptions_explained(self.stopped_message), \
+                    kept_for_reuse(self.compute.device):
                 while not self.clock.finished(self.state):
                     train_seconds = self.train_epoch(bar, stop)
                     if train_seconds is None:
@@ -357,12 +360,13 @@ def estimate_training_time(network: Network, train_config: TrainConfig, data: Ci
     trainer = Trainer(network, timing, random_images, None, plan.compute.device)
     trainer.batches.start_epoch(0)
     x, y = trainer.batches.batch(0)
-    trainer.train_step(x, y, lr=0.0)[0].item()  # warm-up: allocations, kernel choice (a zero rate changes nothing)
-    start = time.perf_counter()
-    for _ in range(steps):
-        loss = trainer.train_step(x, y, lr=0.0)[0]
-    loss.item()  # wait for the device
-    images_per_s = steps * batch / (time.perf_counter() - start)
+    with kept_for_reuse(plan.compute.device):  # as in a run
+        trainer.train_step(x, y, lr=0.0)[0].item()  # warm-up: allocations, kernel choice (a zero rate changes nothing)
+        start = time.perf_counter()
+        for _ in range(steps):
+            loss = trainer.train_step(x, y, lr=0.0)[0]
+        loss.item()  # wait for the device
+        images_per_s = steps * batch / (time.perf_counter() - start)
     seconds = train_config.epochs * plan.steps_per_epoch * batch / images_per_s
     return TrainingEstimate(seconds, images_per_s, (
         f"about {_duration(seconds)} of training: {train_config.epochs} epochs of {train_images:,} images at "
