@@ -5,12 +5,14 @@ Each operation's own time (without the operations it calls) is summed by kind: c
 (Muon's Newton-Schulz iterations and the head), BatchNorm, activations, pooling, element-wise arithmetic (the
 optimizers' updates and residual additions), copies and casts, indexing (the batches' crops, flips and shuffles)
 and the rest. Prints milliseconds per 1,000 training images for each kind and network, then one JSON line.
+cpu-fast's Trainer keeps the memory its steps free (`cifar_resnet.memory`); with --same-memory the baselines do too.
   python benchmarks/profile_training.py --seconds 40 --data DATA   # about 3 minutes
   python benchmarks/profile_training.py --smoke                    # seconds: checks that it runs
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import datetime
 import json
@@ -25,6 +27,7 @@ from experiments import machine
 
 from cifar_resnet import Normalization, fit, get_preset, load_cifar10
 from cifar_resnet.device import Compute
+from cifar_resnet.memory import kept_for_reuse
 
 PRESET = "cpu-fast"
 KINDS = {  # an operation's kind: the first whose words its name contains
@@ -59,9 +62,11 @@ NETWORKS = {"airbench94": lambda data, s: train_baseline(airbench94, data, s),
             PRESET: train_cpu_fast}
 
 
-def profiled(name: str, data, seconds: float) -> dict:
-    """One time-budgeted run of network ``name`` under the profiler: images trained, and each kind's seconds."""
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
+def profiled(name: str, data, seconds: float, same_memory: bool) -> dict:
+    """One time-budgeted run of network ``name`` under the profiler: images trained, and each kind's seconds;
+    ``same_memory``: the baselines inside ``kept_for_reuse`` too, as cpu-fast's Trainer is."""
+    kept = kept_for_reuse(Compute.choose().device) if same_memory else contextlib.nullcontext()
+    with profile(activities=[ProfilerActivity.CPU]) as prof, kept:
         images = NETWORKS[name](data, seconds)
     by_kind = dict.fromkeys([*KINDS, "other"], 0.0)
     for event in prof.key_averages():
@@ -73,21 +78,25 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=40.0, help="training seconds for each network")
     parser.add_argument("--data", help="folder with CIFAR-10 (default: $CIFAR_RESNET_DATA, else ./data)")
+    parser.add_argument("--same-memory", action="store_true",
+                        help="the baselines also keep freed memory for reuse, as cpu-fast's Trainer does on the CPU")
     parser.add_argument("--smoke", action="store_true", help="the small smoke subset, a few seconds each")
     args = parser.parse_args(argv)
     if args.smoke:
         args.seconds = min(args.seconds, 2.0)
     data = load_cifar10(args.data, smoke=args.smoke)
-    print(f"{data}\n{machine()}\n{args.seconds:g} training seconds each, under torch.profiler", flush=True)
-    runs = {name: profiled(name, data, args.seconds) for name in NETWORKS}
+    memory = "all keep" if args.same_memory else "cpu-fast's Trainer keeps, the baselines do not keep"
+    print(f"{data}\n{machine()}\n{args.seconds:g} training seconds each, under torch.profiler; {memory} freed memory "
+          f"for reuse (cifar_resnet.memory)", flush=True)
+    runs = {name: profiled(name, data, args.seconds, args.same_memory) for name in NETWORKS}
     per_k = {name: {k: 1e6 * s / run["images"] for k, s in run["seconds"].items()} for name, run in runs.items()}
     print(f"\n{'ms per 1,000 images':<20}" + "".join(f"{name:>17}" for name in runs))
     for k in [*KINDS, "other"]:
         print(f"{k:<20}" + "".join(f"{per_k[name][k]:17.0f}" for name in runs))
     print(f"{'all':<20}" + "".join(f"{1e6 * run['total_seconds'] / run['images']:17.0f}" for run in runs.values()))
     print(f"{'images trained':<20}" + "".join(f"{run['images']:17,}" for run in runs.values()))
-    print(json.dumps({"seconds": args.seconds, "ms_per_1000_images": per_k, "runs": runs, "machine": machine(),
-                      "date": datetime.date.today().isoformat()}))
+    print(json.dumps({"seconds": args.seconds, "same_memory": args.same_memory, "ms_per_1000_images": per_k,
+                      "runs": runs, "machine": machine(), "date": datetime.date.today().isoformat()}))
     return 0
 
 

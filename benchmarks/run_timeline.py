@@ -13,6 +13,7 @@ top of steps x steady step, a run spends time on:
   - the spread of the other frozen-phase steps around their median;
   - before the first request and after the last (airbench94 prepares its images and whitening inside its clock,
     cpu-fast's Trainer before it starts its clock; the last step).
+cpu-fast's Trainer keeps the memory its steps free (`cifar_resnet.memory`); with --same-memory airbench94 does too.
 Prints a table a round (each part in seconds and as a share of its run), the mean ratios, and one JSON line.
   python benchmarks/run_timeline.py --data DATA --minutes 3               # about 7 minutes
   python benchmarks/run_timeline.py --data DATA --minutes 2 --repeat 2    # both orders: about 10 minutes
@@ -21,6 +22,7 @@ Prints a table a round (each part in seconds and as a share of its run), the mea
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import statistics
@@ -34,6 +36,8 @@ from versus_airbench import run_baseline, run_cpu_fast
 from cifar_resnet import get_preset, load_cifar10
 from cifar_resnet.augment import TrainingBatches
 from cifar_resnet.data import train_val_split
+from cifar_resnet.device import Compute
+from cifar_resnet.memory import kept_for_reuse
 
 NETWORKS = ("airbench94", "cpu-fast")
 FIRST_STEPS = 3
@@ -98,15 +102,17 @@ def breakdown(marks: list, seconds: float, images_per_step: int, learns_until: f
             "images_per_s": len(marks) * images_per_step / seconds, "seconds": seconds, "extra_s": extra}
 
 
-def timed_run(name: str, data, train_idx, minutes: float, seed: int) -> dict:
-    """Network ``name`` trained for ``minutes`` as versus_airbench.py trains it, and its run's breakdown."""
+def timed_run(name: str, data, train_idx, minutes: float, seed: int, same_memory: bool) -> dict:
+    """Network ``name`` trained for ``minutes`` as versus_airbench.py trains it, and its run's breakdown;
+    ``same_memory``: airbench94 inside ``kept_for_reuse`` too, as cpu-fast's Trainer is."""
     marks = []
     if name == "cpu-fast":
         with cpu_fast_requests(marks):
             run = run_cpu_fast(data, train_idx, {}, minutes, seed)
         learns_until = get_preset(name).train.stem_bias_until
     else:
-        with airbench94_requests(marks):
+        kept = kept_for_reuse(Compute.choose().device) if same_memory else contextlib.nullcontext()
+        with airbench94_requests(marks), kept:
             run = run_baseline(name, data, train_idx, {}, minutes, seed)
         learns_until = airbench94.WHITEN_BIAS_UNTIL
     return breakdown(marks, run["seconds"], run["images"] // run["steps"], learns_until,
@@ -120,22 +126,28 @@ def main(argv=None) -> int:
                         help="rounds, airbench94 first in odd ones and cpu-fast first in even ones")
     parser.add_argument("--seed", type=int, default=0, help="seed of the first round (the next ones add 1)")
     parser.add_argument("--data", help="folder with CIFAR-10 (default: $CIFAR_RESNET_DATA, else ./data)")
+    parser.add_argument("--same-memory", action="store_true",
+                        help="airbench94 also keeps its freed memory for reuse, as cpu-fast's Trainer does on the CPU")
     parser.add_argument("--smoke", action="store_true", help="the small smoke subset (synthetic without data)")
     args = parser.parse_args(argv)
     data = load_cifar10(args.data, smoke=args.smoke)
     train_idx, _ = train_val_split(data.train_labels)
-    print(f"{data}\n{machine()}\n{args.minutes:g} minutes each on {len(train_idx):,} images", flush=True)
+    memory = "both keep" if args.same_memory else "cpu-fast's Trainer keeps, airbench94 does not keep"
+    print(f"{data}\n{machine()}\n{args.minutes:g} minutes each on {len(train_idx):,} images; {memory} freed "
+          f"memory for reuse (cifar_resnet.memory)", flush=True)
     rounds = []
     for k in range(args.repeat):
         order = NETWORKS if k % 2 == 0 else NETWORKS[::-1]
-        rounds.append({name: timed_run(name, data, train_idx, args.minutes, args.seed + k) for name in order})
+        rounds.append({name: timed_run(name, data, train_idx, args.minutes, args.seed + k, args.same_memory)
+                       for name in order})
         print_round(k, args.seed + k, rounds[-1])
     ratios = [cpu_fast_ratios(runs) for runs in rounds]
     means = {key: statistics.mean(r[key] for r in ratios) for key in ratios[0]}
     print(f"\ncpu-fast / airbench94 images/s, the mean of {len(rounds)} round(s): "
           f"{means['steady_images_per_s']:.2f}x at the steady step, {means['images_per_s']:.2f}x over the run")
-    print(json.dumps({"minutes": args.minutes, "seed": args.seed, "rounds": rounds, "ratios": ratios,
-                      "mean_ratios": means, "machine": machine(), "date": datetime.date.today().isoformat()}))
+    print(json.dumps({"minutes": args.minutes, "seed": args.seed, "same_memory": args.same_memory, "rounds": rounds,
+                      "ratios": ratios, "mean_ratios": means, "machine": machine(),
+                      "date": datetime.date.today().isoformat()}))
     return 0
 
 

@@ -4,6 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from cifar_resnet import memory
 from cifar_resnet.search_record import record_study, record_table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -162,10 +163,11 @@ def test_cost_smoke_times_each_width_and_batch_and_draws_the_budgets(tmp_path):
 
 
 def test_profile_training_smoke_sums_each_networks_time_by_kind():
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "profile_training.py"), "--smoke"],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "profile_training.py"), "--smoke",
+                           "--same-memory"], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["same_memory"] and "all keep freed memory" in proc.stdout
     assert set(result["runs"]) == {"airbench94", "airbench94_muon", "cpu-fast"}
     for name, run in result["runs"].items():
         assert run["images"] > 0 and run["seconds"]["convolution"] > 0, name
@@ -198,9 +200,10 @@ def test_small_map_conv_smoke_times_every_convolution_both_ways():
 
 def test_run_timeline_smoke_accounts_for_each_run_to_the_second():
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "run_timeline.py"), "--smoke", "--minutes",
-                           "0.15", "--repeat", "2"], capture_output=True, text=True, timeout=600)
+                           "0.15", "--repeat", "2", "--same-memory"], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["same_memory"] and "both keep freed memory" in proc.stdout
     assert [list(runs) for runs in result["rounds"]] == [["airbench94", "cpu-fast"], ["cpu-fast", "airbench94"]]
     for name, run in result["rounds"][1].items():
         assert run["steps"] >= 2 and run["steady_step_s"] > 0, name
@@ -208,3 +211,15 @@ def test_run_timeline_smoke_accounts_for_each_run_to_the_second():
         assert abs(accounted - run["seconds"]) < 1e-6 * run["seconds"], name
     assert len(result["ratios"]) == 2 and result["mean_ratios"]["images_per_s"] > 0
     assert "frozen-phase spread" in proc.stdout and "the mean of 2 round(s)" in proc.stdout
+
+
+def test_memory_reuse_smoke_counts_the_page_faults_kept_memory_saves():
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "memory_reuse.py"), "--smoke"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    means = json.loads(proc.stdout.strip().splitlines()[-1])["means"]
+    assert set(means) == {f"{name}, {setting}" for name in ("airbench94", "cpu-fast")
+                          for setting in ("as it is", "kept for reuse")}
+    assert all(mean["ms"] > 0 and mean["page_faults"] >= 0 for mean in means.values())
+    if memory.glibc() is not None:  # airbench94's 1,000-image batch maps blocks over glibc's threshold afresh
+        assert means["airbench94, kept for reuse"]["page_faults"] < means["airbench94, as it is"]["page_faults"] / 3

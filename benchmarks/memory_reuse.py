@@ -1,0 +1,110 @@
+"""What glibc's malloc costs a training step on the CPU, and what `cifar_resnet.memory.kept_for_reuse` saves.
+
+Times cpu-fast's step (`Trainer.train_step`, batch 512, the frozen-stem-bias phase) and airbench94's (batch 1,024) as
+step_speed.py builds them, each with glibc's malloc as it is and inside `kept_for_reuse` (large blocks served from
+the heap and never handed back), in alternating rounds. Each way runs in a process of its own, as a fresh notebook
+kernel would: in one process, the heap that one way grew would serve the next. For each it counts the minor page
+faults (pages the kernel had to zero and map) and the system seconds the process spent, per image, after two
+warm-up steps. Prints a line a round and way, the means, and one JSON line.
+  python benchmarks/memory_reuse.py --data DATA      # about 4 minutes
+  python benchmarks/memory_reuse.py --smoke          # seconds: checks that it runs
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+from experiments import machine
+from step_speed import FROZEN_PHASE, airbench94_step, cpu_fast_trainer
+
+from cifar_resnet import load_cifar10
+from cifar_resnet.device import Compute
+from cifar_resnet.memory import kept_for_reuse
+
+NETWORKS = ("airbench94", "cpu-fast")
+WARM_UP_STEPS = 2  # the heap grows to what a step needs
+SETTINGS = {"as it is": lambda device: contextlib.nullcontext(), "kept for reuse": kept_for_reuse}
+
+
+def per_1000_images(step, batch: int, steps: int) -> dict:
+    """Milliseconds, minor page faults and system milliseconds per 1,000 images over ``steps`` steps."""
+    before, start = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+    for _ in range(steps):
+        step()
+    seconds, after = time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF)
+    per = 1000 / (steps * batch)
+    return {"ms": 1000 * seconds * per, "page_faults": (after.ru_minflt - before.ru_minflt) * per,
+            "system_ms": 1000 * (after.ru_stime - before.ru_stime) * per}
+
+
+def measured(network: str, setting: str, steps: int, data_dir: str | None, smoke: bool) -> dict:
+    """One way's figures, in this process: ``network``'s step, with glibc's malloc as ``setting`` says."""
+    data = load_cifar10(data_dir, smoke=smoke)
+    compute = Compute.choose()
+    if network == "airbench94":
+        step, batch = airbench94_step(data, compute)
+    else:
+        trainer, x, y = cpu_fast_trainer(data, compiled=False, fraction_done=FROZEN_PHASE)
+        step, batch = (lambda: trainer.train_step(x, y, lr=0.1)), len(x)
+    with SETTINGS[setting](compute.device):
+        for _ in range(WARM_UP_STEPS):
+            step()
+        return per_1000_images(step, batch, steps)
+
+
+def in_fresh_process(network: str, setting: str, args) -> dict:
+    command = [sys.executable, __file__, "--one", network, setting, "--steps", str(args.steps)]
+    command += ["--data", args.data] if args.data else []
+    command += ["--smoke"] if args.smoke else []
+    proc = subprocess.run(command, capture_output=True, text=True, check=True)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds")
+    parser.add_argument("--steps", type=int, default=4, help="steps per round and way (after the warm-up steps)")
+    parser.add_argument("--data", help="folder with CIFAR-10 (default: $CIFAR_RESNET_DATA, else ./data)")
+    parser.add_argument("--smoke", action="store_true", help="the smoke subset, 1 step a round: checks that it runs")
+    parser.add_argument("--one", nargs=2, metavar=("NETWORK", "SETTING"), help=argparse.SUPPRESS)  # a way's process
+    args = parser.parse_args(argv)
+    if args.one:
+        print(json.dumps(measured(*args.one, args.steps, args.data, args.smoke)))
+        return 0
+    if args.smoke:
+        args.rounds, args.steps = 1, 1
+    print(f"{load_cifar10(args.data, smoke=args.smoke)}\n{machine()}\n{args.rounds} alternating rounds of "
+          f"{args.steps} steps each, each way in a fresh process", flush=True)
+    results = {f"{name}, {setting}": [] for name in NETWORKS for setting in SETTINGS}
+    for k in range(args.rounds):
+        for name in NETWORKS:
+            for setting in SETTINGS:
+                row = in_fresh_process(name, setting, args)
+                results[f"{name}, {setting}"].append(row)
+                print(f"round {k + 1} {f'{name}, {setting}':<28} {row['ms']:7.1f} ms {row['page_faults']:9,.0f} page "
+                      f"faults {row['system_ms']:7.1f} system ms per 1,000 images", flush=True)
+    means = {way: {key: statistics.mean(row[key] for row in rows) for key in rows[0]} for way, rows in results.items()}
+    print(f"\n{'means per 1,000 images':<28} {'ms':>9} {'page faults':>12} {'system ms':>10} {'/ as it is':>11}")
+    for way, mean in means.items():
+        as_it_is = means[way.split(",")[0] + ", as it is"]["ms"]
+        print(f"{way:<28} {mean['ms']:9.1f} {mean['page_faults']:12,.0f} {mean['system_ms']:10.1f} "
+              f"{as_it_is / mean['ms']:10.2f}x")
+    print(f"cpu-fast / airbench94 images/s, each as it is: "
+          f"{means['airbench94, as it is']['ms'] / means['cpu-fast, as it is']['ms']:.2f}x; each kept for reuse: "
+          f"{means['airbench94, kept for reuse']['ms'] / means['cpu-fast, kept for reuse']['ms']:.2f}x; cpu-fast "
+          f"kept for reuse, airbench94 as it is: "
+          f"{means['airbench94, as it is']['ms'] / means['cpu-fast, kept for reuse']['ms']:.2f}x")
+    print(json.dumps({"machine": machine(), "date": datetime.date.today().isoformat(), "steps": args.steps,
+                      "per_1000_images": results, "means": means}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
