@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import platform
-import sys
+import os
 import threading
 from collections.abc import Iterator
 
@@ -33,7 +32,11 @@ _runs_inside = 0  # runs (threads of one process) now inside kept_for_reuse
 
 def glibc() -> ctypes.CDLL | None:
     """The process's C library where it is glibc with mallopt, else None."""
-    if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
+    try:
+        version = os.confstr("CS_GNU_LIBC_VERSION")  # asks the C library itself; absent on Windows
+    except (AttributeError, ValueError, OSError):
+        return None
+    if not (version or "").startswith("glibc"):
         return None
     libc = ctypes.CDLL(None)
     return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None

@@ -66,7 +66,7 @@ def test_nested_and_concurrent_runs_keep_the_setting_until_the_last_one_ends():
 def test_nothing_changes_off_the_cpu_or_without_glibc(monkeypatch):
     with memory.kept_for_reuse("meta"):
         assert mapped_apart(HUGE)
-    monkeypatch.setattr(memory.platform, "libc_ver", lambda: ("", ""))
+    monkeypatch.setattr(memory.os, "confstr", lambda name: None)  # musl's answer
     assert memory.glibc() is None
     with memory.kept_for_reuse("cpu"):
         assert mapped_apart(HUGE)
