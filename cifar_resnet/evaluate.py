@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from .config import TTA_MODES, ConfigurationError
 from .data import CLASSES, Normalization
 from .device import Compute
+from .memory import kept_for_reuse
 
 
 def tta_mode(tta: bool | str) -> str:
@@ -56,12 +57,13 @@ def predict_logits(model: nn.Module, images: Tensor, normalization: Normalizatio
     was_training = model.training
     model.eval()
     outputs = []
-    for start in range(0, len(images), batch_size):
-        x = images[start:start + batch_size].to(device, non_blocking=True)
-        x = normalization(x.contiguous(memory_format=memory_format))
-        with compute.autocast():
-            logits = _tta_logits(model, x, mode, memory_format)
-        outputs.append(logits.cpu())
+    with kept_for_reuse(device):  # each batch's activations reuse the last one's memory
+        for start in range(0, len(images), batch_size):
+            x = images[start:start + batch_size].to(device, non_blocking=True)
+            x = normalization(x.contiguous(memory_format=memory_format))
+            with compute.autocast():
+                logits = _tta_logits(model, x, mode, memory_format)
+            outputs.append(logits.cpu())
     model.train(was_training)
     return torch.cat(outputs) if outputs else torch.empty(0, 0, device="cpu")
 

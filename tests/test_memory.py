@@ -1,5 +1,5 @@
 """kept_for_reuse: inside it glibc's malloc serves large blocks from its heap and keeps them; outside it maps them
-apart as before; elsewhere it does nothing."""
+apart as before; elsewhere it does nothing. Training runs and predictions keep their memory inside it."""
 import ctypes
 import threading
 
@@ -8,6 +8,8 @@ import torch
 
 from cifar_resnet import memory
 from cifar_resnet.config import PRESETS, TrainConfig
+from cifar_resnet.data import Normalization
+from cifar_resnet.evaluate import predict_logits
 from cifar_resnet.train import fit
 
 BLOCK = 64 * 2 ** 20  # over glibc's mmap threshold, 32 MB at its highest
@@ -78,4 +80,22 @@ def test_a_cpu_training_run_keeps_its_memory_and_gives_it_back_after(smoke_data)
     fit(PRESETS["tiny"].model, TrainConfig(epochs=2, batch_size=100, val_size=100, amp="off"), smoke_data,
         device="cpu", progress=False, on_epoch=lambda history: during.append(mapped_apart(BLOCK)))
     assert during == [False, False]
+    assert mapped_apart(HUGE)
+
+
+def test_predicting_keeps_its_memory_and_gives_it_back_after(smoke_data):
+    class Recording(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.head = torch.nn.Linear(3, 10)
+            self.during = []
+
+        def forward(self, x):
+            self.during.append(mapped_apart(BLOCK))
+            return self.head(x.mean((2, 3)))
+    mapped_bytes()
+    model = Recording()
+    logits = predict_logits(model, smoke_data.test_images[:64], Normalization.from_images(smoke_data.train_images),
+                            batch_size=32)
+    assert logits.shape == (64, 10) and model.during == [False, False]
     assert mapped_apart(HUGE)
