@@ -1,12 +1,13 @@
 """What glibc's malloc costs training and predicting on the CPU, and what `cifar_resnet.memory.kept_for_reuse` saves.
 
-Times cpu-fast's step (`Trainer.train_step`, batch 512, the frozen-stem-bias phase) and airbench94's (batch 1,024) as
-step_speed.py builds them, and cpu-fast's network predicting 2,048 images with flip-shift TTA (`predict_logits`, as
-evaluation and the Kaggle submission run it), each with glibc's malloc as it is and inside `kept_for_reuse` (large
-blocks served from the heap and never handed back), in alternating rounds. Each way runs in a process of its own,
-as a fresh notebook kernel would: in one process, the heap that one way grew would serve the next. For each it
+Times cpu-fast's step (`Trainer.train_step`, batch 512, the frozen-stem-bias phase) and airbench94's (batch 1,024)
+as step_speed.py builds them, and cpu-fast's network predicting 2,048 images with flip-shift TTA (`predict_logits`,
+as evaluation and the Kaggle submission run it), each with glibc's malloc as it is and inside `kept_for_reuse`
+(large blocks served from the heap and never handed back), in alternating rounds. Each way runs in a process of its
+own, as a fresh notebook kernel would: in one process, the heap that one way grew would serve the next. For each it
 counts the minor page faults (pages the kernel had to zero and map) and the system seconds the process spent, per
-image, after two warm-up steps. Prints a line a round and way, the means, and one JSON line.
+image, after two warm-up steps, and the process's peak resident memory while it steps (data and model included).
+Prints a line a round and way, the means, and one JSON line.
   python benchmarks/memory_reuse.py --data DATA      # about 6 minutes
   python benchmarks/memory_reuse.py --smoke          # seconds: checks that it runs
 """
@@ -22,8 +23,10 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 from unittest import mock
 
+from compare import peak_rss_mb
 from experiments import machine
 from step_speed import FROZEN_PHASE, airbench94_step, cpu_fast_trainer
 
@@ -72,10 +75,18 @@ def measured(network: str, setting: str, steps: int, data_dir: str | None, smoke
         trainer, x, y = cpu_fast_trainer(data, compiled=False, fraction_done=FROZEN_PHASE)
         step, batch = (lambda: trainer.train_step(x, y, lr=0.1)), len(x)
     evaluation = importlib.import_module("cifar_resnet.evaluate")  # the module: the package's `evaluate` is a function
+    reset_peak_rss()  # the peak from here on: loading the data peaks higher than any step
     with SETTINGS[setting](compute.device), mock.patch.object(evaluation, "kept_for_reuse", SETTINGS[setting]):
         for _ in range(WARM_UP_STEPS):
             step()
-        return per_1000_images(step, batch, steps)
+        return {**per_1000_images(step, batch, steps), "peak_rss_mb": peak_rss_mb()}
+
+
+def reset_peak_rss() -> None:
+    """Start the process's peak resident memory afresh from what is resident now (Linux; elsewhere it stays)."""
+    clear_refs = Path("/proc/self/clear_refs")
+    if clear_refs.exists():
+        clear_refs.write_text("5")
 
 
 def in_fresh_process(network: str, setting: str, args) -> dict:
@@ -108,13 +119,15 @@ def main(argv=None) -> int:
                 row = in_fresh_process(name, setting, args)
                 results[f"{name}, {setting}"].append(row)
                 print(f"round {k + 1} {f'{name}, {setting}':<36} {row['ms']:7.1f} ms {row['page_faults']:9,.0f} page "
-                      f"faults {row['system_ms']:7.1f} system ms per 1,000 images", flush=True)
+                      f"faults {row['system_ms']:7.1f} system ms per 1,000 images, peak RSS "
+                      f"{row['peak_rss_mb']:,.0f} MB", flush=True)
     means = {way: {key: statistics.mean(row[key] for row in rows) for key in rows[0]} for way, rows in results.items()}
-    print(f"\n{'means per 1,000 images':<36} {'ms':>9} {'page faults':>12} {'system ms':>10} {'/ as it is':>11}")
+    print(f"\n{'means per 1,000 images':<36} {'ms':>9} {'page faults':>12} {'system ms':>10} {'/ as it is':>11} "
+          f"{'peak RSS MB':>12}")
     for way, mean in means.items():
         as_it_is = means[way.split(",")[0] + ", as it is"]["ms"]
         print(f"{way:<36} {mean['ms']:9.1f} {mean['page_faults']:12,.0f} {mean['system_ms']:10.1f} "
-              f"{as_it_is / mean['ms']:10.2f}x")
+              f"{as_it_is / mean['ms']:10.2f}x {mean['peak_rss_mb']:12,.0f}")
     print(f"cpu-fast / airbench94 images/s, each as it is: "
           f"{means['airbench94, as it is']['ms'] / means['cpu-fast, as it is']['ms']:.2f}x; each kept for reuse: "
           f"{means['airbench94, kept for reuse']['ms'] / means['cpu-fast, kept for reuse']['ms']:.2f}x; cpu-fast "

@@ -220,6 +220,6 @@ def test_memory_reuse_smoke_counts_the_page_faults_kept_memory_saves():
     means = json.loads(proc.stdout.strip().splitlines()[-1])["means"]
     assert set(means) == {f"{name}, {setting}" for name in ("airbench94", "cpu-fast", "cpu-fast predicting")
                           for setting in ("as it is", "kept for reuse")}
-    assert all(mean["ms"] > 0 and mean["page_faults"] >= 0 for mean in means.values())
+    assert all(mean["ms"] > 0 and mean["page_faults"] >= 0 and mean["peak_rss_mb"] > 0 for mean in means.values())
     if memory.glibc() is not None:  # airbench94's 1,000-image batch maps blocks over glibc's threshold afresh
         assert means["airbench94, kept for reuse"]["page_faults"] < means["airbench94, as it is"]["page_faults"] / 3
