@@ -6,11 +6,11 @@ freed, and gives the free top of its heap back once it passes twice that thresho
 maps the same pages again, in system time charged to whichever operation first touches them. ``kept_for_reuse``
 turns both off for a run (mallopt: no mmap, no trimming), and afterwards puts back the thresholds glibc itself rises
 to in a run's first steps and returns the free memory (malloc_trim). On a 2-core Intel Xeon a training step of
-cpu-fast went from 165,084 page faults and 256 ms of system time per 1,000 images to 656 and 2 ms, and from 1,008 to
-840 ms in all (1.20x), and predicting with flip-shift TTA 1.53x faster (benchmarks/memory_reuse.py, fresh processes,
-2026-12-06). A caching allocator preloaded before Python starts (jemalloc, tcmalloc) would do the same; mallopt does
-it inside a running notebook kernel, with nothing to install. Where the C library is not glibc (macOS, Windows,
-musl) it does nothing.
+cpu-fast went from 173,005 page faults and 274 ms of system time per 1,000 images to 1,367 and 3 ms, and from 990 to
+870 ms in all (1.14x), and predicting with flip-shift TTA 1.58x faster, for at most 5% more resident memory at the
+peak (benchmarks/memory_reuse.py, fresh processes, 2026-12-06). A caching allocator preloaded before Python starts
+(jemalloc, tcmalloc) would do the same; mallopt does it inside a running notebook kernel, with nothing to install.
+Where the C library is not glibc (macOS, Windows, musl) it does nothing.
 """
 from __future__ import annotations
 
