@@ -31,6 +31,7 @@ from experiments import machine
 from utilization import MATMUL_SIZE, matmul_peak, run_flops_per_image
 
 from cifar_resnet import Normalization, evaluate, fit, get_preset, load_cifar10
+from cifar_resnet.config import ModelConfig
 from cifar_resnet.data import train_val_split
 from cifar_resnet.device import Compute
 
@@ -54,14 +55,14 @@ def run_baseline(name: str, data, train_idx, scored: dict, minutes: float, seed:
             "acc": scores(model, scored, normalization)}
 
 
-def run_cpu_fast(data, train_idx, scored: dict, minutes: float, seed: int) -> dict:
-    """cpu-fast on the baselines' training images: with the split held out beforehand, its run has no validation
-    split of its own to score each epoch inside the time budget (the baselines score none either)."""
-    preset = get_preset(PRESET)
-    config = dataclasses.replace(preset.train, minutes=minutes, seed=seed, val_size=0)
+def run_cpu_fast(data, train_idx, scored: dict, minutes: float, seed: int, network: ModelConfig) -> dict:
+    """cpu-fast's recipe training ``network`` on the baselines' training images: with the split held out
+    beforehand, its run has no validation split of its own to score each epoch inside the time budget (the
+    baselines score none either)."""
+    config = dataclasses.replace(get_preset(PRESET).train, minutes=minutes, seed=seed, val_size=0)
     training = dataclasses.replace(data, train_images=data.train_images[train_idx],
                                    train_labels=data.train_labels[train_idx])
-    result = fit(preset.model, config, training, progress=False)
+    result = fit(network, config, training, progress=False)
     last = result.history[-1]
     images = last["step"] * min(config.batch_size, len(train_idx))
     return {"steps": last["step"], "images": images, "epochs": images / len(train_idx),
@@ -91,8 +92,13 @@ def main(argv=None) -> int:
                         help="hold out the validation split and score on it as well as on the test batch")
     parser.add_argument("--repeat", type=int, default=1, help="rounds to run, turning the order by one each time")
     parser.add_argument("--seed", type=int, default=0, help="seed of the first round (the next ones add 1)")
+    parser.add_argument("--channels", type=int, nargs="+",
+                        help="train cpu-fast's network at these stage widths instead of its own (a candidate)")
     parser.add_argument("--smoke", action="store_true", help="the small smoke subset (synthetic without data)")
     args = parser.parse_args(argv)
+    network = get_preset(PRESET).model
+    if args.channels:
+        network = dataclasses.replace(network, channels=tuple(args.channels))
     data = load_cifar10(args.data, smoke=args.smoke)
     train_idx, val_idx = train_val_split(data.train_labels)
     if not args.split:
@@ -102,7 +108,7 @@ def main(argv=None) -> int:
         scored = {"validation": (data.train_images[val_idx], data.train_labels[val_idx]), **scored}
     sets = ", ".join(f"the {name} images ({len(labels):,})" for name, (_, labels) in scored.items())
     print(f"{data}\n{machine()}\n{args.minutes:g} minutes each, trained on {len(train_idx):,} images, scored on "
-          f"{sets}", flush=True)
+          f"{sets}; {PRESET}'s network: {network}", flush=True)
     peak = matmul_peak(Compute.choose())
     print(f"practical peak: {peak / 1e12:.2f} TFLOP/s (a {MATMUL_SIZE}x{MATMUL_SIZE} matrix product, this run)",
           flush=True)
@@ -111,7 +117,7 @@ def main(argv=None) -> int:
     for k in range(args.repeat):
         seed = args.seed + k
         for name in names[k % len(names):] + names[:k % len(names)]:
-            run = (run_cpu_fast(data, train_idx, scored, args.minutes, seed) if name == PRESET
+            run = (run_cpu_fast(data, train_idx, scored, args.minutes, seed, network) if name == PRESET
                    else run_baseline(name, data, train_idx, scored, args.minutes, seed))
             runs[name].append(run)
             accuracies = "  ".join(f"{s} {a['off']:.2%} plain, {a['flip-shift']:.2%} TTA"
@@ -133,7 +139,7 @@ def main(argv=None) -> int:
               + ", ".join(f"{100 * g:+.2f} points ({s})" for s, g in by_set.items()))
     print(json.dumps({
         "minutes": args.minutes, "against": args.against, "split": args.split, "seed": args.seed,
-        "repeat": args.repeat, "scored": {name: len(labels) for name, (_, labels) in scored.items()},
+        "repeat": args.repeat, "network": network.to_dict(), "scored": {name: len(labels) for name, (_, labels) in scored.items()},
         "matmul_peak_flops": peak, "means": means, "tta_gaps": gaps, "machine": machine(),
         "date": datetime.date.today().isoformat(), "runs": runs}))
     return 0
