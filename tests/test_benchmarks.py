@@ -213,6 +213,19 @@ def test_run_timeline_smoke_accounts_for_each_run_to_the_second():
     assert "frozen-phase spread" in proc.stdout and "the mean of 2 round(s)" in proc.stdout
 
 
+def test_stage_widths_smoke_times_each_width_beside_airbench94():
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "stage_widths.py"), "--smoke", "--widths",
+                           "64,192,256", "32,192,256"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert set(result["means"]) == {"airbench94", "64/192/256", "32/192/256"}
+    assert all(len(speeds) == 2 and min(speeds) > 0 for speeds in result["images_per_s"].values())
+    ways = result["ways"]
+    assert ways["32/192/256"]["training_flops"] < ways["64/192/256"]["training_flops"]
+    assert ways["32/192/256"]["parameters"] < ways["64/192/256"]["parameters"] < 5_000_000
+    assert "/ airbench94" in proc.stdout
+
+
 def test_memory_reuse_smoke_counts_the_page_faults_kept_memory_saves():
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "memory_reuse.py"), "--smoke"],
                           capture_output=True, text=True, timeout=600)
