@@ -4,9 +4,10 @@ cpu-fast's network (airbench's layout: a pooled conv and a BasicBlock a stage) a
 as `Trainer.train_step` does with cpu-fast's recipe (batch 512, Muon, lookahead), beside airbench94's step
 (benchmarks/airbench94.py, batch 1,024), in alternating rounds, all in the phase after the stems' biases froze
 (step_speed.py's). All ways keep freed memory for reuse (`cifar_resnet.memory.kept_for_reuse`), so that only the
-networks differ. For each it gives the parameters, the training FLOPs per image (torch.utils.flop_counter), ms a
-step, images/s and its ratio to airbench94's. Prints a line a round, the means, then one JSON line.
-  python benchmarks/stage_widths.py --data DATA                        # about 4 minutes
+networks differ. For each it gives the parameters, the training FLOPs per image (torch.utils.flop_counter), and the
+means over the rounds of ms a step, images/s and its ratio to airbench94's. Prints a line a round, the means, then one
+JSON line.
+  python benchmarks/stage_widths.py --data DATA                        # about 3 minutes
   python benchmarks/stage_widths.py --widths 64,192,256 32,192,256     # just these
   python benchmarks/stage_widths.py --smoke                            # seconds: checks that it runs
 """
@@ -60,7 +61,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--widths", type=widths, nargs="+", default=[widths(w) for w in WIDTHS],
                         help="stage widths to time, each as C1,C2,C3 (default: the preset's and five others)")
-    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds")
+    parser.add_argument("--rounds", type=int, default=8,
+                        help="alternating rounds (a way moves by up to 20%% a round here)")
     parser.add_argument("--steps", type=int, default=4, help="steps per round, for each way (and warm-up steps)")
     parser.add_argument("--data", help="folder with CIFAR-10 (default: $CIFAR_RESNET_DATA, else ./data)")
     parser.add_argument("--smoke", action="store_true", help="the smoke subset, 1 step a round: checks that it runs")

@@ -9,6 +9,7 @@ all hold out the default 5,000-image validation split beforehand (so none scores
 are scored on it after training as well as on the test batch: choose on the validation split. With --repeat N the
 networks run N times, in an order that turns by one each time. Each network's training FLOP/s is also given as a
 share of a large matrix product's, timed at the start of the run (benchmarks/utilization.py).
+With --channels C1 C2 C3 cpu-fast's recipe trains its network at those stage widths instead: a candidate network.
 Prints a table, then one JSON line.
   python benchmarks/versus_airbench.py --minutes 10 --data DATA                        # about 21 minutes
   python benchmarks/versus_airbench.py --against airbench94_muon airbench94 --split --minutes 5   # about 16 minutes
@@ -55,10 +56,12 @@ def run_baseline(name: str, data, train_idx, scored: dict, minutes: float, seed:
             "acc": scores(model, scored, normalization)}
 
 
-def run_cpu_fast(data, train_idx, scored: dict, minutes: float, seed: int, network: ModelConfig) -> dict:
-    """cpu-fast's recipe training ``network`` on the baselines' training images: with the split held out
-    beforehand, its run has no validation split of its own to score each epoch inside the time budget (the
+def run_cpu_fast(data, train_idx, scored: dict, minutes: float, seed: int, network: ModelConfig | None = None
+                 ) -> dict:
+    """cpu-fast's recipe training ``network`` (by default its own) on the baselines' training images: with the split
+    held out beforehand, its run has no validation split of its own to score each epoch inside the time budget (the
     baselines score none either)."""
+    network = network or get_preset(PRESET).model
     config = dataclasses.replace(get_preset(PRESET).train, minutes=minutes, seed=seed, val_size=0)
     training = dataclasses.replace(data, train_images=data.train_images[train_idx],
                                    train_labels=data.train_labels[train_idx])
@@ -139,8 +142,9 @@ def main(argv=None) -> int:
               + ", ".join(f"{100 * g:+.2f} points ({s})" for s, g in by_set.items()))
     print(json.dumps({
         "minutes": args.minutes, "against": args.against, "split": args.split, "seed": args.seed,
-        "repeat": args.repeat, "network": network.to_dict(), "scored": {name: len(labels) for name, (_, labels) in scored.items()},
-        "matmul_peak_flops": peak, "means": means, "tta_gaps": gaps, "machine": machine(),
+        "repeat": args.repeat, "network": network.to_dict(),
+        "scored": {name: len(labels) for name, (_, labels) in scored.items()}, "matmul_peak_flops": peak,
+        "means": means, "tta_gaps": gaps, "machine": machine(),
         "date": datetime.date.today().isoformat(), "runs": runs}))
     return 0
 

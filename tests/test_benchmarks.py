@@ -126,12 +126,14 @@ def test_search_workers_smoke_times_two_workers_on_one_study(tmp_path):
 
 def test_versus_airbench_smoke_scores_each_network_on_both_sets():
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "versus_airbench.py"), "--smoke", "--minutes",
-                           "0.02", "--repeat", "2", "--split", "--against", "airbench94_muon", "airbench94"],
+                           "0.02", "--repeat", "2", "--split", "--against", "airbench94_muon", "airbench94",
+                           "--channels", "32", "96", "128"],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["minutes"] == 0.02 and result["against"] == ["airbench94_muon", "airbench94"]
     assert set(result["scored"]) == {"validation", "test"} and set(result["means"]) == {*result["against"], "cpu-fast"}
+    assert result["network"]["channels"] == [32, 96, 128] and result["network"]["style"] == "airbench"
     for name, means in result["means"].items():
         assert means["epochs"] > 0 and means["images_per_s"] > 0, name
         assert all(0 <= acc <= 1 for by_mode in means["acc"].values() for acc in by_mode.values()), name
