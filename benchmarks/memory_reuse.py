@@ -28,7 +28,7 @@ from unittest import mock
 
 from compare import peak_rss_mb
 from experiments import machine
-from step_speed import FROZEN_PHASE, airbench94_step, cpu_fast_trainer
+from step_speed import FROZEN_PHASE, airbench94_step, cpu_fast_trainer, timing_options
 
 from cifar_resnet import Normalization, get_preset, load_cifar10
 from cifar_resnet.device import Compute
@@ -99,10 +99,7 @@ def in_fresh_process(network: str, setting: str, args) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds")
-    parser.add_argument("--steps", type=int, default=4, help="steps per round and way (after the warm-up steps)")
-    parser.add_argument("--data", help="folder with CIFAR-10 (default: $CIFAR_RESNET_DATA, else ./data)")
-    parser.add_argument("--smoke", action="store_true", help="the smoke subset, 1 step a round: checks that it runs")
+    timing_options(parser, rounds=3)
     parser.add_argument("--one", nargs=2, metavar=("NETWORK", "SETTING"), help=argparse.SUPPRESS)  # a way's process
     args = parser.parse_args(argv)
     if args.one:

@@ -24,7 +24,7 @@ import torch
 
 import airbench94
 from experiments import machine
-from step_speed import FROZEN_PHASE, PRESET, airbench94_step, seconds
+from step_speed import FROZEN_PHASE, PRESET, airbench94_step, seconds, timing_options
 from utilization import training_flops_per_image
 
 from cifar_resnet import count_parameters, get_preset, load_cifar10
@@ -61,11 +61,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--widths", type=widths, nargs="+", default=[widths(w) for w in WIDTHS],
                         help="stage widths to time, each as C1,C2,C3 (default: the preset's and five others)")
-    parser.add_argument("--rounds", type=int, default=8,
-                        help="alternating rounds (a way moves by up to 20%% a round here)")
-    parser.add_argument("--steps", type=int, default=4, help="steps per round, for each way (and warm-up steps)")
-    parser.add_argument("--data", help="folder with CIFAR-10 (default: $CIFAR_RESNET_DATA, else ./data)")
-    parser.add_argument("--smoke", action="store_true", help="the smoke subset, 1 step a round: checks that it runs")
+    timing_options(parser, rounds=8)  # a way moves by up to 20% from one round to the next here
     args = parser.parse_args(argv)
     if args.smoke:
         args.rounds, args.steps = 2, 1

@@ -105,6 +105,14 @@ def cpu_fast_steps(data, compiled: bool) -> tuple[dict, int]:
             "forward and backward": forward_backward, "optimizer step": optimizer_step}, len(x)
 
 
+def timing_options(parser: argparse.ArgumentParser, rounds: int) -> None:
+    """The options of a script that times steps in alternating rounds: --rounds, --steps, --data and --smoke."""
+    parser.add_argument("--rounds", type=int, default=rounds, help="alternating rounds")
+    parser.add_argument("--steps", type=int, default=4, help="steps per round, for each way")
+    parser.add_argument("--data", help="folder with CIFAR-10 (default: $CIFAR_RESNET_DATA, else ./data)")
+    parser.add_argument("--smoke", action="store_true", help="the smoke subset, 1 step a round: checks that it runs")
+
+
 def seconds(step, steps: int) -> float:
     """Seconds per step over ``steps`` steps (a step that times itself returns its own seconds)."""
     total, start = 0.0, time.perf_counter()
@@ -116,10 +124,7 @@ def seconds(step, steps: int) -> float:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=4, help="alternating rounds")
-    parser.add_argument("--steps", type=int, default=4, help="steps per round, for each way (and warm-up steps)")
-    parser.add_argument("--data", help="folder with CIFAR-10 (default: $CIFAR_RESNET_DATA, else ./data)")
-    parser.add_argument("--smoke", action="store_true", help="the smoke subset, 1 step a round: checks that it runs")
+    timing_options(parser, rounds=4)
     args = parser.parse_args(argv)
     if args.smoke:
         args.rounds, args.steps = 2, 1
