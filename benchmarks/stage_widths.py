@@ -61,7 +61,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--widths", type=widths, nargs="+", default=[widths(w) for w in WIDTHS],
                         help="stage widths to time, each as C1,C2,C3 (default: the preset's and five others)")
-    timing_options(parser, rounds=8)  # a way moves by up to 20% from one round to the next here
+    timing_options(parser, rounds=8)  # one way's rounds spread by up to 38% here
     args = parser.parse_args(argv)
     if args.smoke:
         args.rounds, args.steps = 2, 1
