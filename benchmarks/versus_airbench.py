@@ -35,6 +35,7 @@ from cifar_resnet import Normalization, evaluate, fit, get_preset, load_cifar10
 from cifar_resnet.config import ModelConfig
 from cifar_resnet.data import train_val_split
 from cifar_resnet.device import Compute
+from cifar_resnet.errors import CifarResnetError
 
 PRESET = "cpu-fast"
 BASELINES = {"airbench94": airbench94, "airbench94_muon": airbench94_muon}  # each: train(), WHITEN_BIAS_UNTIL
@@ -101,7 +102,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     network = get_preset(PRESET).model
     if args.channels:
-        network = dataclasses.replace(network, channels=tuple(args.channels))
+        try:
+            network = dataclasses.replace(network, channels=tuple(args.channels))
+        except CifarResnetError as e:
+            parser.error(f"--channels: {e}")
     data = load_cifar10(args.data, smoke=args.smoke)
     train_idx, val_idx = train_val_split(data.train_labels)
     if not args.split:
