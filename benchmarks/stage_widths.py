@@ -24,13 +24,12 @@ import torch
 
 import airbench94
 from experiments import machine
-from step_speed import FROZEN_PHASE, PRESET, airbench94_step, seconds, timing_options
+from step_speed import FROZEN_PHASE, PRESET, airbench94_step, cpu_fast_trainer, seconds, timing_options
 from utilization import training_flops_per_image
 
 from cifar_resnet import count_parameters, get_preset, load_cifar10
 from cifar_resnet.device import Compute
 from cifar_resnet.memory import kept_for_reuse
-from cifar_resnet.train import Trainer
 
 WIDTHS = ("64,192,256", "32,192,256", "48,192,256", "64,160,256", "64,192,224", "32,224,288")  # the preset's first
 BASELINE = "airbench94"
@@ -47,12 +46,8 @@ def widths(text: str) -> tuple[int, ...]:
 def cpu_fast_step(data, channels: tuple[int, ...]):
     """cpu-fast's step at stage widths ``channels`` (frozen-stem phase), its batch's size, the network's
     parameters and its training FLOPs per image."""
-    preset = get_preset(PRESET)
-    network = dataclasses.replace(preset.model, channels=channels)
-    trainer = Trainer(network, dataclasses.replace(preset.train, val_size=0), data, None, device=None)
-    trainer.clock.fraction_done = lambda step: FROZEN_PHASE
-    trainer.batches.start_epoch(0)
-    x, y = trainer.batches.batch(0)
+    network = dataclasses.replace(get_preset(PRESET).model, channels=channels)
+    trainer, x, y = cpu_fast_trainer(data, compiled=False, fraction_done=FROZEN_PHASE, network=network)
     flops = training_flops_per_image(trainer.model, {"stem.0.bias": False})
     return lambda: trainer.train_step(x, y, lr=0.1), len(x), count_parameters(network).total, flops
 

@@ -29,6 +29,7 @@ import airbench94
 from experiments import machine
 
 from cifar_resnet import Normalization, conv, get_preset, load_cifar10
+from cifar_resnet.config import ModelConfig
 from cifar_resnet.device import Compute
 from cifar_resnet.train import Trainer
 
@@ -62,11 +63,12 @@ def airbench94_step(data, compute: Compute, bias_learns: bool = False):
     return step, batch
 
 
-def cpu_fast_trainer(data, compiled: bool, fraction_done: float):
-    """A Trainer of cpu-fast that stays at ``fraction_done`` of its run, and its first batch."""
+def cpu_fast_trainer(data, compiled: bool, fraction_done: float, network: ModelConfig | None = None):
+    """A Trainer of cpu-fast's recipe (on ``network``, by default cpu-fast's own) that stays at ``fraction_done`` of
+    its run, and its first batch."""
     preset = get_preset(PRESET)
-    trainer = Trainer(preset.model, dataclasses.replace(preset.train, val_size=0, compile=compiled), data, None,
-                      device=None)
+    trainer = Trainer(network or preset.model, dataclasses.replace(preset.train, val_size=0, compile=compiled), data,
+                      None, device=None)
     trainer.clock.fraction_done = lambda step: fraction_done
     trainer.batches.start_epoch(0)
     return (trainer, *trainer.batches.batch(0))
