@@ -20,8 +20,6 @@ import json
 import statistics
 import sys
 
-import torch
-
 import airbench94
 from experiments import machine
 from step_speed import FROZEN_PHASE, PRESET, airbench94_step, cpu_fast_trainer, seconds, timing_options
