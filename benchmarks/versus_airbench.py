@@ -62,8 +62,9 @@ def run_cpu_fast(data, train_idx, scored: dict, minutes: float, seed: int, netwo
     """cpu-fast's recipe training ``network`` (by default its own) on the baselines' training images: with the split
     held out beforehand, its run has no validation split of its own to score each epoch inside the time budget (the
     baselines score none either)."""
-    network = network or get_preset(PRESET).model
-    config = dataclasses.replace(get_preset(PRESET).train, minutes=minutes, seed=seed, val_size=0)
+    preset = get_preset(PRESET)
+    network = network or preset.model
+    config = dataclasses.replace(preset.train, minutes=minutes, seed=seed, val_size=0)
     training = dataclasses.replace(data, train_images=data.train_images[train_idx],
                                    train_labels=data.train_labels[train_idx])
     result = fit(network, config, training, progress=False)
