@@ -8,7 +8,7 @@ networks differ. For each it gives the parameters, the training FLOPs per image 
 means over the rounds of ms a step, images/s and its ratio to airbench94's. Prints a line a round, the means, then one
 JSON line.
   python benchmarks/stage_widths.py --data DATA                        # about 3 minutes
-  python benchmarks/stage_widths.py --widths 64,192,256 32,192,256     # just these
+  python benchmarks/stage_widths.py --widths 64,160,256 64,192,256     # just these
   python benchmarks/stage_widths.py --smoke                            # seconds: checks that it runs
 """
 from __future__ import annotations
@@ -29,7 +29,7 @@ from cifar_resnet import count_parameters, get_preset, load_cifar10
 from cifar_resnet.device import Compute
 from cifar_resnet.memory import kept_for_reuse
 
-WIDTHS = ("64,192,256", "32,192,256", "48,192,256", "64,160,256", "64,192,224", "32,224,288")  # the preset's first
+WIDTHS = ("64,160,256", "64,192,256", "32,192,256", "48,192,256", "64,192,224", "32,224,288")  # the preset's first
 BASELINE = "airbench94"
 
 

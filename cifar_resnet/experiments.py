@@ -15,8 +15,11 @@ the ones the notebooks and README discuss:
   and contrast augmentation, and in batches of 1,024, two seeds (README's B6);
 - ``augmentation_variants``: airbench94's recipe without augmentation, with flips only, with flips and crops (01);
 - ``preset_variants``: each preset's network and recipe for the same minutes (02);
-- ``technique_variants``: the course's recipe on cpu-fast's network for the same epochs, less one technique at a
-  time (01 and 03).
+- ``technique_variants``: the course's recipe on airbench's residual network for the same epochs, less one
+  technique at a time (01 and 03).
+
+Every list trains airbench's residual network (``AIRBENCH_RESNET``, C = (64, 192, 256)) or the presets' own, as
+the committed measurements did; cpu-fast's network is that one with a narrower second stage.
 
 ``benchmarks/experiments.py`` runs them on the full training set and saves the rows, stamped with
 the machine and the date, in ``cifar_resnet/measured/experiments.json``; ``measured`` reads them back,
@@ -68,7 +71,7 @@ AUGMENTATIONS: tuple[tuple[str, dict], ...] = (
     ("flips and crops: airbench94's recipe", {}),
 )
 PRESET_NAMES = ("tiny", "small", "cpu-fast", "four-stage", "reference")
-TECHNIQUE_EPOCHS = 20  # about what cpu-fast's network trains in 15 minutes on a 2-core CPU (21 with Muon in notebook 03)
+TECHNIQUE_EPOCHS = 20  # about what airbench's residual network trains in 15 minutes on a 2-core CPU
 # the course's techniques, each taken out of (or changed in) its recipe in turn
 TECHNIQUES: tuple[tuple[str, dict], ...] = (
     ("course's recipe: RandAugment, erasing, LS 0.05", {}),
@@ -97,7 +100,7 @@ def _timed(train: TrainConfig, minutes: float) -> TrainConfig:
 
 
 def trick_variants(minutes: float) -> list[Variant]:
-    """airbench94's recipe built up from a plain one, one trick per variant, on cpu-fast's network."""
+    """airbench94's recipe built up from a plain one, one trick per variant, on airbench's residual network."""
     recipe, variants = {}, []
     for label, changes in TRICKS:
         recipe.update(changes)
@@ -146,7 +149,7 @@ def muon_rate_variants(minutes: float) -> list[Variant]:
 
 
 def silu_resnet() -> ResNet:
-    """cpu-fast's network with SiLU instead of GELU after every conv of its stages (the stem keeps GELU), as
+    """airbench's residual network with SiLU instead of GELU after every conv of its stages (the stem keeps GELU), as
     hiverge's fork of airbench94_muon has it."""
     model = build_model(AIRBENCH_RESNET)
     for parent in model.stages.modules():
@@ -171,7 +174,8 @@ def hiverge_variants(minutes: float) -> list[Variant]:
 
 
 def _seeded_arms(arms: tuple[tuple[str, TrainConfig], ...], minutes: float) -> list[Variant]:
-    """Each (label, recipe) arm on cpu-fast's network for ``minutes``, once per seed of SEEDS, the arms side by side."""
+    """Each (label, recipe) arm on airbench's residual network for ``minutes``, once per seed of SEEDS, the arms side
+    by side."""
     return [Variant(f"{label}, seed {seed}", AIRBENCH_RESNET, _timed(dataclasses.replace(train, seed=seed), minutes))
             for seed in SEEDS for label, train in arms]
 
@@ -188,8 +192,8 @@ def preset_variants(minutes: float, names: tuple[str, ...] = PRESET_NAMES) -> li
 
 
 def technique_variants(epochs: int = TECHNIQUE_EPOCHS, seed: int = 0) -> list[Variant]:
-    """The course's recipe in batches of 512 on cpu-fast's network (a network that trains enough epochs on a CPU for
-    the techniques to show), for ``epochs`` epochs, and each of TECHNIQUES' changes to it."""
+    """The course's recipe in batches of 512 on airbench's residual network (a network that trains enough epochs on a
+    CPU for the techniques to show), for ``epochs`` epochs, and each of TECHNIQUES' changes to it."""
     recipe = dataclasses.replace(with_batch_size(COURSE_RECIPE, 512), epochs=epochs, val_size=None, seed=seed)
     return [Variant(f"{label}, seed {seed}", AIRBENCH_RESNET, dataclasses.replace(recipe, **changes))
             for label, changes in TECHNIQUES]

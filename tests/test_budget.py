@@ -114,8 +114,8 @@ def test_over_budget_verdict():
 
 def test_airbench_style_report_shows_the_patch_stem_and_the_pooled_stages():
     report = count_parameters(PRESETS["cpu-fast"].model)
-    assert [s.output_shape for s in report.stages] == [(24, 31, 31), (64, 15, 15), (192, 7, 7), (256, 3, 3), (10, 1, 1)]
-    assert report.total == 2_489_656 and report.by_kind["linear"] == 2_560  # no classifier bias
+    assert [s.output_shape for s in report.stages] == [(24, 31, 31), (64, 15, 15), (160, 7, 7), (256, 3, 3), (10, 1, 1)]
+    assert report.total == 2_194_552 and report.by_kind["linear"] == 2_560  # no classifier bias
 
 
 def test_flops_of_the_reference_model():

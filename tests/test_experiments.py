@@ -10,11 +10,10 @@ from cifar_resnet.config import AIRBENCH_RECIPE, AIRBENCH_RESNET, COURSE_TECHNIQ
 from cifar_resnet.errors import CifarResnetError
 
 
-def test_tricks_build_airbench94s_recipe_up_one_trick_at_a_time_on_cpu_fasts_network():
+def test_tricks_build_airbench94s_recipe_up_one_trick_at_a_time_on_airbenchs_residual_network():
     variants = experiments.trick_variants(2.0)
-    cpu_fast = get_preset("cpu-fast")
     assert variants[-1].train == dataclasses.replace(AIRBENCH_RECIPE, minutes=2.0, val_size=None)
-    assert all(v.model == cpu_fast.model and v.train.minutes == 2.0 and v.train.val_size is None for v in variants)
+    assert all(v.model == AIRBENCH_RESNET and v.train.minutes == 2.0 and v.train.val_size is None for v in variants)
     plain = variants[0].train
     assert not (plain.whiten_stem or plain.lookahead or plain.alternate_flip)
     assert (plain.label_smoothing, plain.bias_lr_scale, plain.schedule) == (0.0, 1.0, "cosine")
@@ -43,7 +42,7 @@ def test_optimizer_variants_are_cpu_fast_with_sgd_and_as_it_is_the_sgd_arm_a_bat
     assert [v.train.optimizer for v in variants] == ["sgd", "muon"] * len(experiments.SEEDS)
     cpu_fast = dataclasses.replace(get_preset("cpu-fast").train, minutes=5.0, val_size=None, whiten_eps=5e-4,
                                    stem_bias_until=1.0)
-    assert variants[1].train == cpu_fast and variants[1].model == get_preset("cpu-fast").model
+    assert variants[1].train == cpu_fast and variants[1].model == AIRBENCH_RESNET
     batch_trains = {v.train for v in experiments.batch_variants(5.0)}
     assert all(v.train in batch_trains for v in variants if v.train.optimizer == "sgd")  # measured once in one run
 
@@ -98,7 +97,7 @@ def test_the_technique_rows_are_the_variants_they_name_with_the_recipe_they_trai
 def test_the_techniques_are_the_courses_recipe_less_one_at_a_time():
     base, *others = experiments.technique_variants(20)
     assert techniques_used(base.train) == dict.fromkeys(COURSE_TECHNIQUES, True)
-    assert base.model == get_preset("cpu-fast").model and base.train.batch_size == 512 and base.train.lr == 0.4
+    assert base.model == AIRBENCH_RESNET and base.train.batch_size == 512 and base.train.lr == 0.4
     for variant in others:
         changed = base.train.changes(variant.train)
         assert changed and set(changed) <= {"randaugment", "erasing", "label_smoothing", "schedule"}, variant.label
